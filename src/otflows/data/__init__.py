@@ -1,0 +1,1 @@
+"""Data preparation: samplers and dataset loaders (no file I/O outside the CLI)."""

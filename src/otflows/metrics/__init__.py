@@ -1,0 +1,1 @@
+"""Metrics: MMD, likelihoods, transport costs."""

@@ -1,0 +1,99 @@
+"""The training loop every method shares: progress, divergence stop, checkpoints, resume.
+
+Methods supply a ``Trainer`` (see ``methods/base.py``); this loop calls ``train_step`` until
+``n_steps``, writes a resumable checkpoint atomically every ``checkpoint_every`` steps, and
+stops on the first non-finite loss without writing any final artifact.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tqdm.auto import tqdm
+
+from otflows.checkpoint import load_checkpoint, save_checkpoint
+from otflows.methods.base import Trainer
+
+__all__ = ["DivergenceError", "TrainResult", "run_training"]
+
+
+class DivergenceError(RuntimeError):
+    """The training loss became NaN or infinite."""
+
+
+@dataclass
+class TrainResult:
+    """What the loop hands back: the final state, the logged history and the time spent."""
+
+    state: dict
+    history: list[dict[str, float]]
+    train_seconds: float
+    resumed_from: int
+
+
+def run_training(
+    trainer: Trainer,
+    *,
+    run_key: str,
+    config_hash: str,
+    resume_path: Path,
+    checkpoint_every: int,
+    log_every: int,
+    on_log: Callable[[int, dict[str, float]], None] | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train to completion, resuming from ``resume_path`` when it holds this config's state."""
+    history: list[dict[str, float]] = []
+    seconds = 0.0
+    resumed_from = 0
+    if resume_path.exists():
+        saved = load_checkpoint(resume_path)
+        if saved.get("config_hash") == config_hash:
+            trainer.load_state_dict(saved["state"])
+            history = list(saved["history"])
+            seconds = float(saved["train_seconds"])
+            resumed_from = trainer.step_index
+            print(f"[otflows] {run_key}: resuming from step {resumed_from} "
+                  f"({resume_path})", file=sys.stderr)
+        else:
+            print(f"[otflows] {run_key}: ignoring {resume_path} (written for another config)",
+                  file=sys.stderr)
+
+    def checkpoint() -> None:
+        save_checkpoint({"config_hash": config_hash, "state": trainer.state_dict(),
+                         "history": history, "train_seconds": seconds}, resume_path)
+
+    bar = tqdm(total=trainer.n_steps, initial=trainer.step_index, desc=run_key,
+               disable=not progress, mininterval=2.0, dynamic_ncols=True, file=sys.stderr)
+    start = time.perf_counter()
+    while trainer.step_index < trainer.n_steps:
+        logs = trainer.train_step()
+        step = trainer.step_index
+        loss = logs["loss"]
+        if not math.isfinite(loss):
+            bar.close()
+            raise DivergenceError(
+                f"{run_key}: training loss is {loss} at iteration {step} "
+                f"(last finite values: {history[-1] if history else 'none'}); stopped, no "
+                f"model or metrics were written. Lower the learning rate or alpha, or check "
+                f"the data. The last good state is in {resume_path}."
+            )
+        if step % log_every == 0 or step == trainer.n_steps:
+            row = {"step": step, **{k: float(v) for k, v in logs.items()}}
+            history.append(row)
+            bar.set_postfix(loss=f"{loss:.4g}", refresh=False)
+            if on_log is not None:
+                on_log(step, row)
+        bar.update(1)
+        if step % checkpoint_every == 0 and step < trainer.n_steps:
+            seconds += time.perf_counter() - start
+            start = time.perf_counter()
+            checkpoint()
+    bar.close()
+    seconds += time.perf_counter() - start
+    return TrainResult(trainer.state_dict(), history, seconds, resumed_from)
