@@ -38,6 +38,13 @@ def _save_npz(path: str | Path, **arrays: np.ndarray) -> None:
     atomic_write(path, write)
 
 
+def _check_finite(x: np.ndarray, what: str) -> None:
+    bad = int(np.size(x) - np.isfinite(x).sum())
+    if bad:
+        raise ValueError(f"{what} holds {bad} non-finite value(s); rebuild it with snakemake "
+                         f"(delete the file first) or check the raw data")
+
+
 def _set_threads(threads: int) -> None:
     import torch
 
@@ -71,6 +78,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     _set_threads(args.threads)
     cfg = json.loads(args.config)
     data = _load_npz(args.data, "train")
+    _check_finite(data["train"], f"{args.data}: train")
     device = resolve_device(args.device)
     key = f"{args.method}/{args.experiment}"
     chash = config_hash({"method": args.method, "cfg": cfg, "seed": args.seed,

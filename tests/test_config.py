@@ -1,0 +1,89 @@
+import copy
+from pathlib import Path
+
+import pytest
+import yaml
+
+from otflows.config import ParamsError, config_hash, load_params, validate_params
+from otflows.experiments import all_experiments
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = ROOT / "schemas" / "params.schema.yaml"
+
+
+def _params():
+    return yaml.safe_load((ROOT / "params.yaml").read_text())
+
+
+@pytest.mark.parametrize("profile", [[], ["config/smoke.yaml"], ["config/paper.yaml"]])
+def test_every_profile_validates(profile):
+    cfg = load_params([ROOT / "params.yaml", *(ROOT / p for p in profile)], SCHEMA)
+    assert cfg["otflow"]["iters"] >= 1 and all_experiments(cfg)
+
+
+def test_defaults_fill_missing_sections():
+    cfg = validate_params({}, SCHEMA)
+    assert cfg["otflow"]["nt"] == 8 and cfg["data"]["toy"]["n_train"] == 20000
+    assert cfg["tracking"]["uri"] == "sqlite:///mlflow.db"
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda c: c["otflow"].update(lr=-0.1), r"otflow\.lr: -0\.1 is less than or equal"),
+        (lambda c: c["otflow"].update(iters="many"), r"otflow\.iters: 'many' is not of type"),
+        (lambda c: c["jko"].update(datasets=["moons", "mnist"]),
+         r"jko\.datasets\[1\]: 'mnist' is not one of"),
+        (lambda c: c["otflow"].update(widht=3), r"otflow\.widht: unknown key"),
+        (lambda c: c.update(cpflow={}), r"cpflow: unknown key"),
+        (lambda c: c["tracking"].update(experiment="x; rm -rf /"),
+         r"tracking\.experiment: 'x; rm -rf /' is not allowed"),
+        (lambda c: c["tracking"].update(uri="sqlite:///a.db`id`"), r"tracking\.uri"),
+        (lambda c: c["jko"].update(alphas=[5, -1]), r"jko\.alphas\[1\]"),
+        (lambda c: c.update(device="tpu"), r"device: 'tpu' is not one of"),
+    ],
+)
+def test_rejections_name_the_key(edit, message):
+    cfg = _params()
+    edit(cfg)
+    with pytest.raises(ParamsError, match=message):
+        validate_params(cfg, SCHEMA)
+
+
+def test_all_problems_reported_at_once():
+    cfg = _params()
+    cfg["otflow"]["lr"] = 0
+    cfg["otflow"]["nt"] = 0
+    with pytest.raises(ParamsError, match=r"2 problem\(s\)"):
+        validate_params(cfg, SCHEMA)
+
+
+def test_run_configs_are_scoped():
+    base = validate_params(_params(), SCHEMA)
+    edited = copy.deepcopy(base)
+    edited["jko"]["K"] = 3
+    before = {e.key: e.cfg_json() for e in all_experiments(base)}
+    after = {e.key: e.cfg_json() for e in all_experiments(edited)}
+    changed = {k for k in before if before[k] != after[k]}
+    # Changing K touches every JKO run and no single-shot run.
+    assert changed and all(k.startswith("jko/") for k in changed)
+    assert len(changed) == sum(k.startswith("jko/") for k in before)
+
+
+def test_paper_parameter_counts_match_table2_widths():
+    # JKO-Flow (Sec. 5): widths 3, 4, 5, 8, 16 have 40, 53, 68, 125, 365 parameters.
+    torch = pytest.importorskip("torch")
+    from otflows.methods import get_method
+
+    cfg = validate_params(_params(), SCHEMA)
+    solver = {k: v for k, v in cfg["otflow"].items() if k != "eval_samples"}
+    x = torch.zeros(10, 2).numpy()
+    for width, count in zip([3, 4, 5, 8, 16], [40, 53, 68, 125, 365], strict=True):
+        t = get_method("otflow").make_trainer({**solver, "width": width, "alpha": 5.0, "K": 1},
+                                             x, 0, torch.device("cpu"))
+        assert t.n_parameters() == count
+
+
+def test_config_hash_ignores_key_order():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})

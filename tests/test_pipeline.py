@@ -1,0 +1,158 @@
+"""The smoke profile end to end, in a temporary copy of the project (a git repo of its own).
+
+Checks: every output exists and its metrics are finite; a second run has nothing to do; a
+comment edit reruns nothing; a change to the `jko` section reruns only JKO jobs; every run
+is in MLflow; the HTML report builds; after `dvc checkout` the way back to "nothing to do"
+is `snakemake --touch`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+COPY = ["Snakefile", "rules", "schemas", "config", "params.yaml", "report", "profiles",
+        "dvc.yaml", ".dvc", ".dvcignore", ".gitignore", "data/raw/.gitkeep"]
+SMOKE = ["--configfile", "config/smoke.yaml"]
+
+pytestmark = pytest.mark.slow
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return env
+
+
+def run(cmd: list[str], cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(cmd, cwd=cwd, env=_env(), capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"{' '.join(cmd)} failed ({proc.returncode}):\n"
+                             f"{proc.stdout[-4000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def snakemake(cwd: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+    return run([str(BIN / "snakemake"), *SMOKE, "--cores", "2", *args], cwd, check)
+
+
+def planned_jobs(cwd: Path, *args: str) -> dict[str, int]:
+    """Job counts by rule of a dry run ({} when there is nothing to do)."""
+    out = snakemake(cwd, "-n", *args).stdout
+    if "Nothing to be done" in out:
+        return {}
+    stats = out.split("Job stats:")[1]
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"^(\w+)\s+(\d+)$", stats, re.M)
+            if m.group(1) != "total"}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("pipeline")
+    for name in COPY:
+        src = ROOT / name
+        if not src.exists():
+            continue
+        dst = work / name
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+    run(["git", "init", "-q"], work)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work)
+    run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work)
+    snakemake(work)
+    return work
+
+
+def test_outputs_exist_and_metrics_are_finite(project: Path):
+    summary = json.loads((project / "results/metrics/summary.json").read_text())
+    assert set(summary) == {"otflow", "jko"}
+    assert len(summary["otflow"]) == len(summary["jko"]) == 6
+    for method, exps in summary.items():
+        for exp, metrics in exps.items():
+            for key in ("mmd2", "mmd2_half", "nll_nats", "transport_cost", "train_seconds"):
+                assert math.isfinite(metrics[key]), (method, exp, key)
+    one = json.loads((project / "results/metrics/jko/alpha-moons-a5.json").read_text())
+    for key in ("method", "experiment", "dataset", "seed", "device", "train_seconds",
+                "n_parameters", "mmd2", "mmd2_half", "nll_nats"):
+        assert key in one
+    with np.load(project / "results/samples/jko/alpha-moons-a5.npz") as s:
+        assert s["samples"].dtype == np.float64 and s["samples"].shape == (200, 2)
+        assert s["test"].shape == (200, 2) and "grid_logp" in s
+    for name in ("jko_alpha", "jko_width", "toy_benchmark"):
+        text = (project / f"results/tables/{name}.md").read_text()
+        assert "moons" in text and "8gaussians" in text
+    assert "(4.65e-05)" in (project / "results/tables/jko_alpha.md").read_text()  # paper value
+    for fig in ("toy_datasets", "jko_alpha_moons", "jko_width_8gaussians", "jko_density"):
+        assert (project / f"results/figures/{fig}.png").stat().st_size > 1000
+        assert (project / f"results/figures/{fig}.svg").exists()
+    history = (project / "results/plots/jko/alpha-moons-a5.csv").read_text().splitlines()
+    assert history[0].startswith("step,") and len(history) > 3
+    assert not list(project.glob("results/checkpoints/*/*/resume.pt"))
+
+
+def test_second_run_has_nothing_to_do(project: Path):
+    assert planned_jobs(project) == {}
+
+
+def test_comment_edit_reruns_nothing(project: Path):
+    params = project / "params.yaml"
+    original = params.read_text()
+    params.write_text(original.replace("seed: 0", "seed: 0   # an edited comment"))
+    try:
+        assert planned_jobs(project) == {}
+    finally:
+        params.write_text(original)
+
+
+def test_jko_edit_reruns_only_jko_jobs(project: Path):
+    extra = project / "config" / "edit.yaml"
+    extra.write_text("jko:\n  K: 3\n")
+    jobs = planned_jobs(project, "--configfile", "config/smoke.yaml", "config/edit.yaml")
+    out = snakemake(project, "-n", "--configfile", "config/smoke.yaml", "config/edit.yaml").stdout
+    trained = re.findall(r"output: results/checkpoints/(\w+)/", out)
+    assert jobs["train_jko"] == 6 and set(trained) == {"jko"}
+    assert "prepare_toy" not in jobs and "figure_toys" not in jobs
+
+
+def test_every_run_is_in_mlflow(project: Path):
+    from mlflow.tracking import MlflowClient
+
+    manifest = json.loads((project / "results/tracking/mlflow_runs.json").read_text())
+    assert len(manifest) == 12
+    client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("otflows")
+    found = client.search_runs([exp.experiment_id], max_results=100)
+    assert len(found) == 12
+    run = client.get_run(manifest["jko/alpha-moons-a5"])
+    for tag in ("git_commit", "method", "experiment", "dataset", "rule", "config_hash",
+                "device"):
+        assert run.data.tags[f"otflows.{tag}"]
+    assert "mmd2" in run.data.metrics and run.data.params["K"] == "2"
+    assert len(client.get_metric_history(run.info.run_id, "loss")) > 3
+
+
+def test_html_report_builds(project: Path):
+    snakemake(project, "--report", "results/report.html")
+    html = (project / "results/report.html").read_text(errors="replace")
+    assert "jko_alpha_moons.png" in html
+
+
+def test_dvc_checkout_then_touch_means_nothing_to_do(project: Path):
+    dvc = str(BIN / "dvc")
+    run([dvc, "commit", "-f", "reproduce"], project)
+    shutil.rmtree(project / "data" / "processed")
+    run([dvc, "checkout", "--force"], project)
+    assert (project / "data/processed/toy/moons.npz").exists()
+    snakemake(project, "--touch")
+    assert planned_jobs(project) == {}
