@@ -1,19 +1,17 @@
 # Helpers shared by the rules files (no rules here).
 from otflows.experiments import experiment_index
+from otflows.methods import METHODS
 
 EXPERIMENTS = experiment_index(config)
 TARGETS = []        # every rules file appends its final outputs; `rule all` asks for them
 METRICS = []        # every evaluated experiment's metrics JSON, for the summary
 RECORDS = []        # every training run's record, for MLflow
+METHOD_PATTERN = "|".join(METHODS)
 
 
 def experiment(wildcards):
     """The Experiment named by the {method} and {exp} wildcards."""
     return EXPERIMENTS[(wildcards.method, wildcards.exp)]
-
-
-def toy_path(name):
-    return f"data/processed/toy/{name}.npz"
 
 
 def metrics_path(e):

@@ -1,64 +1,5 @@
 # OT-Flow (single shot) and JKO-Flow on the 2-D toys: JKO-Flow Tables 1-2, Figs. 1-3.
 _JKO = ["otflow", "jko"]
-_RUN = config["run"]
-
-
-rule train_jko:
-    input:
-        data=lambda w: toy_path(experiment(w).dataset),
-    output:
-        model="results/checkpoints/{method}/{exp}/model.pt",
-        history="results/plots/{method}/{exp}.csv",
-        record="results/records/{method}/{exp}.json",
-    params:
-        cfg=lambda w: experiment(w).cfg_json(),
-        dataset=lambda w: experiment(w).dataset,
-        seed=config["seed"],
-        device=config["device"],
-    wildcard_constraints:
-        method="otflow|jko",
-    threads: 1
-    resources:
-        gpu=gpu_count(config["device"]),
-    log:
-        "results/logs/train/{method}/{exp}.log",
-    shell:
-        "otflows train --method {wildcards.method} --experiment {wildcards.exp}"
-        " --dataset {params.dataset} --data {input.data} --config {params.cfg:q}"
-        " --seed {params.seed} --device {params.device} --threads {threads}"
-        " --checkpoint-every " + str(_RUN["checkpoint_every"]) +
-        " --log-every " + str(_RUN["log_every"]) +
-        " --out {output.model} --history {output.history} --record {output.record}"
-        " --rule {rule} 2> {log}"
-
-
-rule evaluate_jko:
-    input:
-        model="results/checkpoints/{method}/{exp}/model.pt",
-        data=lambda w: toy_path(experiment(w).dataset),
-    output:
-        metrics="results/metrics/{method}/{exp}.json",
-        samples="results/samples/{method}/{exp}.npz",
-    params:
-        dataset=lambda w: experiment(w).dataset,
-        n=lambda w: experiment(w).eval_samples,
-        grid=lambda w: experiment(w).density_grid,
-        bench=lambda w: "--benchmark" if experiment(w).benchmark else "",
-        seed=config["seed"],
-        device=config["device"],
-    wildcard_constraints:
-        method="otflow|jko",
-    threads: 1
-    resources:
-        gpu=gpu_count(config["device"]),
-    log:
-        "results/logs/evaluate/{method}/{exp}.log",
-    shell:
-        "otflows evaluate --method {wildcards.method} --experiment {wildcards.exp}"
-        " --dataset {params.dataset} --data {input.data} --checkpoint {input.model}"
-        " --eval-samples {params.n} --density-grid {params.grid} {params.bench}"
-        " --seed {params.seed} --device {params.device} --threads {threads}"
-        " --out-metrics {output.metrics} --out-samples {output.samples} 2> {log}"
 
 
 def _sweep_samples(sweep, dataset=None):
@@ -124,9 +65,6 @@ rule table_jko:
         " --out-csv {output.csv} 2> {log}"
 
 
-_JKO_RUNS = runs(_JKO)
-METRICS += [metrics_path(e) for e in _JKO_RUNS]
-RECORDS += [record_path(e) for e in _JKO_RUNS]
 _JKO_DATASETS = config["jko"]["datasets"]
 TARGETS += expand("results/figures/jko_alpha_{d}.png", d=_JKO_DATASETS)
 if config["jko"]["widths"]:

@@ -31,6 +31,11 @@ class Experiment:
     benchmark: bool = False  # shown in the cross-method toy benchmark and Fig. 2
 
     @property
+    def data(self) -> str:
+        """Prepared data file the run trains and is evaluated on."""
+        return f"data/processed/toy/{self.dataset}.npz"
+
+    @property
     def key(self) -> str:
         return f"{self.method}/{self.name}"
 

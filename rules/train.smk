@@ -1,0 +1,63 @@
+# Training and evaluation of every registered method's experiments (otflows.experiments).
+# One generic pair of rules: a method adds experiments, not rules.
+
+rule train:
+    input:
+        data=lambda w: experiment(w).data,
+    output:
+        model="results/checkpoints/{method}/{exp}/model.pt",
+        history="results/plots/{method}/{exp}.csv",
+        record="results/records/{method}/{exp}.json",
+    params:
+        cfg=lambda w: experiment(w).cfg_json(),
+        dataset=lambda w: experiment(w).dataset,
+        seed=config["seed"],
+        device=config["device"],
+    wildcard_constraints:
+        method=METHOD_PATTERN,
+    threads: 1
+    resources:
+        gpu=gpu_count(config["device"]),
+    log:
+        "results/logs/train/{method}/{exp}.log",
+    shell:
+        "otflows train --method {wildcards.method} --experiment {wildcards.exp}"
+        " --dataset {params.dataset} --data {input.data} --config {params.cfg:q}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --checkpoint-every " + str(config["run"]["checkpoint_every"]) +
+        " --log-every " + str(config["run"]["log_every"]) +
+        " --out {output.model} --history {output.history} --record {output.record}"
+        " --rule {rule} 2> {log}"
+
+
+rule evaluate:
+    input:
+        model="results/checkpoints/{method}/{exp}/model.pt",
+        data=lambda w: experiment(w).data,
+    output:
+        metrics="results/metrics/{method}/{exp}.json",
+        samples="results/samples/{method}/{exp}.npz",
+    params:
+        dataset=lambda w: experiment(w).dataset,
+        n=lambda w: experiment(w).eval_samples,
+        grid=lambda w: experiment(w).density_grid,
+        bench=lambda w: "--benchmark" if experiment(w).benchmark else "",
+        seed=config["seed"],
+        device=config["device"],
+    wildcard_constraints:
+        method=METHOD_PATTERN,
+    threads: 1
+    resources:
+        gpu=gpu_count(config["device"]),
+    log:
+        "results/logs/evaluate/{method}/{exp}.log",
+    shell:
+        "otflows evaluate --method {wildcards.method} --experiment {wildcards.exp}"
+        " --dataset {params.dataset} --data {input.data} --checkpoint {input.model}"
+        " --eval-samples {params.n} --density-grid {params.grid} {params.bench}"
+        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " --out-metrics {output.metrics} --out-samples {output.samples} 2> {log}"
+
+
+METRICS += [metrics_path(e) for e in EXPERIMENTS.values()]
+RECORDS += [record_path(e) for e in EXPERIMENTS.values()]
