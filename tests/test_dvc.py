@@ -34,7 +34,7 @@ configfile: "params.yaml"
 include: "rules/toy.smk"
 
 rule all:
-    input: "results/checkpoints/otflow/x/model.pt"
+    input: "results/checkpoints/otflow/x/model.pt", "results/samples/otflow/x.npz"
 """
 RULES = """\
 rule prepare_toy:
@@ -49,6 +49,11 @@ rule train_otflow:
         record="results/records/otflow/x.json",
     params: section=config["otflow"]
     shell: "cp {input} {output.model} && echo {{}} > {output.record}"
+
+rule evaluate_otflow:
+    input: "results/checkpoints/otflow/x/model.pt"
+    output: "results/samples/otflow/x.npz"
+    shell: "cp {input} {output}"
 """
 
 
@@ -128,6 +133,7 @@ def test_dvc_yaml_declares_stage_outs_metrics_plots(two_commits: Path) -> None:
         {"data/processed": {"persist": True}},
         {"results/checkpoints": {"persist": True}},
         {"results/records": {"persist": True}},
+        {"results/samples": {"persist": True}},
     ]
     assert spec["metrics"] == ["results/metrics/summary.json"]
     assert spec["plots"] == [
@@ -137,7 +143,7 @@ def test_dvc_yaml_declares_stage_outs_metrics_plots(two_commits: Path) -> None:
     # DVC itself parses it.
     listed = _dvc(two_commits, "stage", "list")
     assert "reproduce" in listed
-    assert "data/processed, results/checkpoints, results/records" in listed
+    assert "data/processed, results/checkpoints, results/records, results/samples" in listed
 
 
 def test_stage_params_cover_project_params_yaml() -> None:
