@@ -144,7 +144,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"error: {args.method}/{args.experiment}: non-finite metrics {bad}; "
               f"no metrics file written", file=sys.stderr)
         return EXIT_DIVERGED
-    metrics = {**ckpt["meta"], **{k: float(v) for k, v in ev.metrics.items()},
+    # Counts (n_parameters, n_maps, ...) stay integers; everything else is a float.
+    scores = {k: int(v) if k.startswith("n_") else float(v) for k, v in ev.metrics.items()}
+    metrics = {**ckpt["meta"], **scores,
                **mmd2_pair(ev.samples, test),
                "alpha": cfg.get("alpha"), "K": cfg.get("K"), "width": cfg.get("width"),
                "benchmark": 1 if args.benchmark else None}
