@@ -18,6 +18,9 @@ include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
 include: "rules/jko.smk"
+include: "rules/ekp.smk"
+include: "rules/jko_miniboone.smk"
+include: "rules/mongeampere.smk"
 include: "rules/report.smk"
 
 

@@ -37,3 +37,70 @@ def runs(methods, sweep=None, dataset=None, benchmark=None):
 def gpu_count(device):
     """Ask the scheduler for a GPU only where params ask for CUDA explicitly."""
     return 1 if device == "cuda" else 0
+
+
+# Scheduler resources of the train and evaluate jobs, sized from the run config (a cluster
+# reads them; a local run ignores mem_mb and runtime). Calibrated on one CPU thread of this
+# machine kind: a PyTorch process is ~400 MB resident; an OT-Flow iteration at batch 2000,
+# width 16, nt 8 takes ~80 ms; evaluating 6000 samples + a 120^2 density grid peaks at
+# ~900 MB. The estimates below are about twice those measurements. One thread per job: two
+# threads were no faster at the paper's batch size (the 2-D toys are too small to split).
+# Calibrated on OT-Flow/JKO; other methods are sized by the same keys where they have them.
+_DTYPE_BYTES = {"float64": 8, "float32": 4, "bfloat16": 2, "float16": 2}
+
+
+def _process_mb(device):
+    """Resident memory of the PyTorch process itself; a CUDA context maps far more."""
+    return 4096 if device == "cuda" else 1024
+
+
+def _features(e):
+    """Activations per point per RK4 stage: the potential's hidden units plus the state."""
+    return (e.cfg.get("width") or 64) * (e.cfg.get("n_layers") or 2) + 8
+
+
+def _rk4_steps(e, key="nt"):
+    """Integration steps per flow: OT-Flow's `nt`/`nt_eval`, else a method's `steps`."""
+    return e.cfg.get(key) or e.cfg.get("nt") or e.cfg.get("steps") or 8
+
+
+def _round_up(value, step):
+    return int(-(-value // step) * step)
+
+
+def train_mem_mb(e, device="cpu"):
+    """Memory (MB) to ask for training experiment `e`: the process plus what backprop keeps
+    (batch x RK4 steps x 4 stages x features, ~4 tensors each, in the run's dtype)."""
+    itemsize = _DTYPE_BYTES.get(e.cfg.get("dtype", "float32"), 8)
+    kept = e.cfg.get("batch_size", 1024) * _rk4_steps(e) * 4 * _features(e) * itemsize * 4
+    return _process_mb(device) + _round_up(kept / 2**20, 256)
+
+
+def train_runtime_min(e):
+    """Wall time (minutes) to ask for training `e`: K subproblems of `iters` steps at
+    ~1.3e-7 s per point, RK4 step and feature on one CPU thread, doubled, plus 10 min."""
+    c = e.cfg
+    seconds = (c.get("iters", 1000) * c.get("K", 1) * c.get("batch_size", 1024)
+               * _rk4_steps(e) * _features(e) * 1.3e-7)
+    return 10 + _round_up(2 * seconds / 60, 1)
+
+
+def eval_points(e):
+    """Points pushed through the flow at evaluation: samples plus the density grid."""
+    return e.eval_samples + e.density_grid ** 2
+
+
+def evaluate_mem_mb(e, device="cpu"):
+    """Memory (MB) to ask for evaluating `e`: nothing is kept across RK4 steps without
+    backprop; ~80 values per point and feature (measured ~40, in the run's dtype)."""
+    itemsize = _DTYPE_BYTES.get(e.cfg.get("dtype", "float32"), 8)
+    kept = eval_points(e) * _features(e) * itemsize * 80
+    return _process_mb(device) + _round_up(kept / 2**20, 256)
+
+
+def evaluate_runtime_min(e):
+    """Wall time (minutes) to ask for evaluating `e` (~4.6e-7 s per point, RK4 step, map
+    and feature on one CPU thread), doubled, plus 10 min."""
+    seconds = (eval_points(e) * _rk4_steps(e, "nt_eval") * e.cfg.get("K", 1) * _features(e)
+               * 4.6e-7)
+    return 10 + _round_up(2 * seconds / 60, 1)

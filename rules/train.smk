@@ -18,6 +18,8 @@ rule train:
     threads: 1
     resources:
         gpu=gpu_count(config["device"]),
+        mem_mb=lambda w: train_mem_mb(experiment(w), config["device"]),
+        runtime=lambda w: train_runtime_min(experiment(w)),
     log:
         "results/logs/train/{method}/{exp}.log",
     shell:
@@ -49,6 +51,8 @@ rule evaluate:
     threads: 1
     resources:
         gpu=gpu_count(config["device"]),
+        mem_mb=lambda w: evaluate_mem_mb(experiment(w), config["device"]),
+        runtime=lambda w: evaluate_runtime_min(experiment(w)),
     log:
         "results/logs/evaluate/{method}/{exp}.log",
     shell:

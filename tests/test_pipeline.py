@@ -76,12 +76,29 @@ def project(tmp_path_factory) -> Path:
 
 def test_outputs_exist_and_metrics_are_finite(project: Path):
     summary = json.loads((project / "results/metrics/summary.json").read_text())
-    assert set(summary) == {"otflow", "jko"}
+    assert set(summary) == {"otflow", "jko", "vae", "ekp", "mongeampere"}
+    assert math.isfinite(summary["vae"]["mnist5k"]["neg_elbo_nats"])
     assert len(summary["otflow"]) == len(summary["jko"]) == 6
-    for method, exps in summary.items():
-        for exp, metrics in exps.items():
+    for method in ("otflow", "jko"):
+        for exp, metrics in summary[method].items():
             for key in ("mmd2", "mmd2_half", "nll_nats", "transport_cost", "train_seconds"):
                 assert math.isfinite(metrics[key]), (method, exp, key)
+    assert set(summary["ekp"]) == {"toy-8gaussians", "toy-moons"}
+    for exp, metrics in summary["ekp"].items():
+        for key in ("mmd2", "mmd2_half", "nll_nats", "nll_closed_form_nats", "transport_cost",
+                    "dual_objective", "constraint_residual"):
+            assert math.isfinite(metrics[key]), ("ekp", exp, key)
+    ma = summary["mongeampere"]
+    assert set(ma) == {"toy-8gaussians", "toy-moons", "mnist5k", "ising-L4"}
+    for exp in ("toy-8gaussians", "toy-moons"):
+        for key in ("mmd2", "mmd2_half", "nll_nats", "transport_cost", "inversion_error"):
+            assert math.isfinite(ma[exp][key]), ("mongeampere", exp, key)
+    assert math.isfinite(ma["mnist5k"]["nll_nats"]) and math.isfinite(ma["mnist5k"]["bpd"])
+    for key in ("L", "coupling", "offset", "exact_free_energy", "variational_free_energy",
+                "relative_error"):
+        assert math.isfinite(ma["ising-L4"][key]), ("mongeampere", "ising-L4", key)
+    assert "| MAF | MNIST | 1300.5" in (project / "results/tables/mongeampere_mnist.md").read_text()
+    assert "ising-L4" in (project / "results/tables/mongeampere_ising.md").read_text()
     one = json.loads((project / "results/metrics/jko/alpha-moons-a5.json").read_text())
     for key in ("method", "experiment", "dataset", "seed", "device", "train_seconds",
                 "n_parameters", "mmd2", "mmd2_half", "nll_nats"):
@@ -93,9 +110,16 @@ def test_outputs_exist_and_metrics_are_finite(project: Path):
         text = (project / f"results/tables/{name}.md").read_text()
         assert "moons" in text and "8gaussians" in text
     assert "(4.65e-05)" in (project / "results/tables/jko_alpha.md").read_text()  # paper value
-    for fig in ("toy_datasets", "jko_alpha_moons", "jko_width_8gaussians", "jko_density"):
+    for fig in ("toy_datasets", "jko_alpha_moons", "jko_width_8gaussians", "jko_density",
+                "vae_mnist5k", "ekp_densities", "ekp_field", "ekp_interpolation",
+                "ekp_training", "mongeampere_nll", "mongeampere_flow", "mongeampere_ising",
+                "mongeampere_spins", "mongeampere_toys"):
         assert (project / f"results/figures/{fig}.png").stat().st_size > 1000
         assert (project / f"results/figures/{fig}.svg").exists()
+    not_run = (project / "results/tables/not_run.md").read_text()
+    assert "| jko | miniboone-a5 | miniboone | not run: data/raw/miniboone absent" in not_run
+    with np.load(project / "data/processed/mnist5k_latents.npz") as z:
+        assert z["train"].shape == (4000, 16) and z["test_labels"].shape == (500,)
     history = (project / "results/plots/jko/alpha-moons-a5.csv").read_text().splitlines()
     assert history[0].startswith("step,") and len(history) > 3
     assert not list(project.glob("results/checkpoints/*/*/resume.pt"))
@@ -129,11 +153,11 @@ def test_every_run_is_in_mlflow(project: Path):
     from mlflow.tracking import MlflowClient
 
     manifest = json.loads((project / "results/tracking/mlflow_runs.json").read_text())
-    assert len(manifest) == 12
+    assert len(manifest) == 19  # 12 OT-Flow/JKO runs, the MNIST VAE, 2 EKP, 4 Monge-Ampère
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("otflows")
     found = client.search_runs([exp.experiment_id], max_results=100)
-    assert len(found) == 12
+    assert len(found) == 19
     run = client.get_run(manifest["jko/alpha-moons-a5"])
     for tag in ("git_commit", "method", "experiment", "dataset", "rule", "config_hash",
                 "device"):

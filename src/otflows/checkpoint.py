@@ -13,8 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import torch
-
 __all__ = ["atomic_write", "save_checkpoint", "load_checkpoint", "write_json", "write_text"]
 
 
@@ -36,6 +34,8 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Save ``state`` (tensors, dicts, lists, numbers, strings) atomically with torch.save."""
+    import torch  # here, not at the top: commands that never touch a model stay torch-free
+
     return atomic_write(path, lambda tmp: torch.save(state, tmp))
 
 
@@ -45,6 +45,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} not found: run the training rule first "
                                 f"(snakemake {path})")
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -51,6 +51,21 @@ def _set_threads(threads: int) -> None:
     torch.set_num_threads(max(1, threads))
 
 
+def _make_trainer(method: str, cfg: dict, data: dict[str, np.ndarray], seed: int, device):
+    """``make_trainer`` of ``method`` on the data file's ``train``. A method whose
+    ``make_trainer`` takes ``arrays`` also gets the file's other arrays (a test split to
+    monitor, or a problem description such as the Ising couplings)."""
+    import inspect
+
+    from otflows.methods import get_method
+
+    make = get_method(method).make_trainer
+    if "arrays" in inspect.signature(make).parameters:
+        rest = {k: v for k, v in data.items() if k != "train"}
+        return make(cfg, data["train"], seed, device, arrays=rest)
+    return make(cfg, data["train"], seed, device)
+
+
 # --------------------------------------------------------------------------- prepare
 def cmd_prepare_toy(args: argparse.Namespace) -> int:
     from otflows.data.toy import sample_toy
@@ -64,13 +79,20 @@ def cmd_prepare_toy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_prepare_ising(args: argparse.Namespace) -> int:
+    from otflows.data.ising import ising_problem
+
+    problem = ising_problem(args.L, args.coupling, args.min_eigenvalue)
+    _save_npz(args.out, **problem.arrays())
+    return 0
+
+
 # --------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
     from otflows.checkpoint import save_checkpoint
     from otflows.config import config_hash
-    from otflows.methods import get_method
     from otflows.methods.base import resolve_device
     from otflows.tracking import git_commit
     from otflows.training import DivergenceError, run_training
@@ -84,7 +106,12 @@ def cmd_train(args: argparse.Namespace) -> int:
     chash = config_hash({"method": args.method, "cfg": cfg, "seed": args.seed,
                          "data": Path(args.data).name})
     torch.manual_seed(args.seed)
-    trainer = get_method(args.method).make_trainer(cfg, data["train"], args.seed, device)
+    if args.method == "vae":  # the MNIST VAE prepares data; it is not a registered method
+        from otflows.data.vae import make_trainer
+
+        trainer = make_trainer(cfg, data["train_pixels"], args.seed, device)
+    else:
+        trainer = _make_trainer(args.method, cfg, data, args.seed, device)
     out = Path(args.out)
     resume = out.with_name("resume.pt")
     started_ms = int(time.time() * 1000)
@@ -102,7 +129,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     # History and record first, the model last: the model's presence marks completion.
     columns = sorted({k for row in result.history for k in row} - {"step"})
     lines = [",".join(["step", *columns])]
-    lines += [",".join([str(int(r["step"])), *(repr(r.get(c, "")) for c in columns)])
+    lines += [",".join([str(int(r["step"])), *(repr(r[c]) if c in r else "" for c in columns)])
               for r in result.history]
     write_text("\n".join(lines) + "\n", args.history)
     record = {"key": key, "method": args.method, "experiment": args.experiment,
@@ -125,19 +152,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import torch
 
     from otflows.checkpoint import load_checkpoint
-    from otflows.methods import get_method
     from otflows.methods.base import resolve_device
     from otflows.metrics.mmd import mmd2_pair
 
     _set_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
-    data = _load_npz(args.data, "train", "test")
+    data = _load_npz(args.data, "train")
     cfg = ckpt["config"]
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    trainer = get_method(args.method).make_trainer(cfg, data["train"], args.seed, device)
+    trainer = _make_trainer(args.method, cfg, data, args.seed, device)
     trainer.load_state_dict(ckpt["state"])
-    test = data["test"]
+    # A data file without `test` (the Ising energy) is scored by the method alone: no MMD.
+    test = data["test"] if "test" in data else np.zeros((0, data["train"].shape[1]))
     ev = trainer.evaluate(test, args.eval_samples, args.seed)
     bad = {k: v for k, v in ev.metrics.items() if not np.isfinite(v)}
     if bad:
@@ -147,11 +174,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     # Counts (n_parameters, n_maps, ...) stay integers; everything else is a float.
     scores = {k: int(v) if k.startswith("n_") else float(v) for k, v in ev.metrics.items()}
     metrics = {**ckpt["meta"], **scores,
-               **mmd2_pair(ev.samples, test),
+               **(mmd2_pair(ev.samples, test) if len(test) >= 2 else {}),
                "alpha": cfg.get("alpha"), "K": cfg.get("K"), "width": cfg.get("width"),
                "benchmark": 1 if args.benchmark else None}
     metrics = {k: v for k, v in metrics.items() if v is not None}
-    arrays = {"samples": np.asarray(ev.samples, dtype=np.float64), "test": test,
+    arrays = {"samples": np.asarray(ev.samples, dtype=np.float64),
+              **({"test": test} if "test" in data else {}),
               **{k: np.asarray(v) for k, v in ev.extras.items()}}
     if args.density_grid > 0 and test.shape[1] == 2:
         lo, hi = np.quantile(test, 0.005, axis=0), np.quantile(test, 0.995, axis=0)
@@ -220,6 +248,17 @@ def build_parser() -> argparse.ArgumentParser:
     toy.add_argument("--seed", type=int, required=True)
     toy.add_argument("--out", required=True)
     toy.set_defaults(func=cmd_prepare_toy)
+    ising = prep_sub.add_parser("ising", help="the continuous critical Ising model: K + aI, "
+                                "its inverse and the exact free energy (Monge-Ampère §4.2)")
+    ising.add_argument("--L", type=int, required=True, help="linear size of the torus")
+    ising.add_argument("--coupling", type=float, required=True, help="K = J/kT")
+    ising.add_argument("--min-eigenvalue", type=float, default=0.1,
+                       help="smallest eigenvalue of K + aI (App. B: 0.1)")
+    ising.add_argument("--out", required=True)
+    ising.set_defaults(func=cmd_prepare_ising)
+    from otflows.cli_data import add_data_commands  # real data: download, prepare, not-run
+
+    add_data_commands(prep_sub, sub)
 
     tr = sub.add_parser("train", help="train one run (resumes from its last checkpoint)")
     ev = sub.add_parser("evaluate", help="evaluate one trained run")
@@ -250,7 +289,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     fig = sub.add_parser("figure", help="draw a figure from evaluated runs")
     fig.add_argument("kind")
-    fig.add_argument("--inputs", nargs="+", required=True)
+    fig.add_argument("--inputs", nargs="*", default=[],
+                     help="run outputs; none for figures drawn from closed forms")
     fig.add_argument("--out", required=True, help="PNG path (an SVG is written beside it)")
     fig.set_defaults(func=cmd_figure)
 

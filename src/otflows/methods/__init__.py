@@ -9,6 +9,8 @@ from types import ModuleType
 METHODS: dict[str, str] = {
     "otflow": "otflows.methods.otflow",
     "jko": "otflows.methods.jko",
+    "ekp": "otflows.methods.ekp",
+    "mongeampere": "otflows.methods.mongeampere",
 }
 
 

@@ -1,0 +1,235 @@
+"""A convolutional VAE (Kingma & Welling, ICLR 2014, arXiv:1312.6114) on MNIST, whose latent
+means are the data of Q-flow's latent-space translation (Xu, Cheng, Xie).
+
+Encoder: two stride-2 4×4 convolutions (1 → w → 2w channels, 28 → 14 → 7) and a linear map
+to the mean and log-variance of q(z|x) = N(μ, diag σ²); decoder: the mirror image with
+transposed convolutions, giving Bernoulli logits per pixel. The targets are the grey
+levels pixel/255 (Bernoulli cross-entropy on grey levels, the usual MNIST VAE). Loss: the
+negative ELBO in nats per image, reparameterised with one sample (Kingma & Welling eq. 10).
+
+``VAETrainer`` fulfils the harness's Trainer protocol (``methods/base.py``), so training
+gets checkpoints, resume and the NaN stop of ``otflows.training`` for free. It is not a
+registered method: it prepares data.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, fields
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from otflows.methods.base import Evaluation
+
+__all__ = ["ConvVAE", "ELBO", "VAEConfig", "VAETrainer", "make_trainer", "negative_elbo"]
+
+_STATE_FORMAT = "otflows.vae/1"
+PIXELS = 784
+
+
+@dataclass(frozen=True)
+class VAEConfig:
+    """Settings of one VAE run (every key required in ``from_dict``)."""
+
+    latent_dim: int  # dimension of z
+    width: int  # channels of the first convolution (the second has 2·width)
+    lr: float  # Adam learning rate
+    batch_size: int  # images per step
+    iters: int  # Adam steps
+
+    @classmethod
+    def from_dict(cls, d: dict) -> VAEConfig:
+        """Build from a plain dict; raise ValueError naming unknown, missing or bad keys."""
+        names = [f.name for f in fields(cls)]
+        if not isinstance(d, dict) or set(d) != set(names):
+            got = sorted(d) if isinstance(d, dict) else type(d).__name__
+            raise ValueError(f"VAE config: expected exactly the keys {names}; got {got}")
+        for name in names:
+            v = d[name]
+            ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 1) if name != "lr" \
+                else (isinstance(v, int | float) and not isinstance(v, bool) and v > 0
+                      and math.isfinite(v))
+            if not ok:
+                want = "a finite number > 0" if name == "lr" else "an int >= 1"
+                raise ValueError(f"VAE config: {name}={v!r}; expected {want}")
+        return cls(**{n: (float(d[n]) if n == "lr" else int(d[n])) for n in names})
+
+
+class ConvVAE(nn.Module):
+    """Convolutional VAE for 28×28 images: ``encode`` → (μ, log σ²), ``decode`` → logits."""
+
+    def __init__(self, latent_dim: int, width: int) -> None:
+        super().__init__()
+        w = width
+        self.encoder = nn.Sequential(
+            nn.Conv2d(1, w, 4, 2, 1), nn.ReLU(),
+            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.ReLU(), nn.Flatten())
+        self.to_stats = nn.Linear(2 * w * 49, 2 * latent_dim)
+        self.from_latent = nn.Sequential(nn.Linear(latent_dim, 2 * w * 49), nn.ReLU())
+        self.decoder = nn.Sequential(
+            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(),
+            nn.ConvTranspose2d(w, 1, 4, 2, 1))
+        self.width = w
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """x ``[n, 784]`` grey levels in [0, 1] → (μ, log σ²), each ``[n, latent]``."""
+        h = self.to_stats(self.encoder(x.view(-1, 1, 28, 28)))
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar
+
+    def decode(self, z: Tensor) -> Tensor:
+        """z ``[n, latent]`` → Bernoulli logits ``[n, 784]``."""
+        h = self.from_latent(z).view(-1, 2 * self.width, 7, 7)
+        return self.decoder(h).view(-1, PIXELS)
+
+
+@dataclass
+class ELBO:
+    """Per-image terms in nats, each ``[n]``: ``recon`` = −E_q log p(x|z) (one sample),
+    ``kl`` = KL(q(z|x) ‖ N(0, I)) (closed form), ``total`` = recon + kl = −ELBO."""
+
+    total: Tensor
+    recon: Tensor
+    kl: Tensor
+
+
+def negative_elbo(model: ConvVAE, x: Tensor, noise: Tensor) -> ELBO:
+    """−ELBO of grey levels ``x`` ``[n, 784]`` with reparameterisation noise ``[n, latent]``."""
+    mu, logvar = model.encode(x)
+    z = mu + torch.exp(0.5 * logvar) * noise
+    recon = F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").sum(1)
+    kl = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1)
+    return ELBO(recon + kl, recon, kl)
+
+
+def _grey(pixels: np.ndarray, device: torch.device) -> Tensor:
+    arr = np.asarray(pixels)
+    if arr.ndim != 2 or arr.shape[1] != PIXELS or arr.shape[0] == 0:
+        raise ValueError(f"expected pixels [n, {PIXELS}] with n >= 1; got {arr.shape}")
+    if arr.min() < 0 or arr.max() > 255:
+        raise ValueError("pixels must lie in 0..255")
+    return torch.as_tensor(arr, dtype=torch.float32, device=device) / 255.0
+
+
+class VAETrainer:
+    """Adam on the negative ELBO for ``iters`` steps (the harness's Trainer protocol)."""
+
+    eval_batch_size: int = 1000
+
+    def __init__(self, cfg: VAEConfig, train: np.ndarray, seed: int,
+                 device: torch.device) -> None:
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.train = _grey(train, self.device)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(int(seed))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(int(seed))
+            self.model = ConvVAE(cfg.latent_dim, cfg.width).to(self.device)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        self.n_steps = cfg.iters
+        self.step_index = 0
+
+    def train_step(self) -> dict[str, float]:
+        """One Adam step on a random batch; returns loss (−ELBO), recon and kl in nats."""
+        if self.step_index >= self.n_steps:
+            raise RuntimeError(f"train_step called after the last step ({self.n_steps})")
+        n = self.train.shape[0]
+        idx = torch.randperm(n, generator=self.generator)[: self.cfg.batch_size]
+        x = self.train[idx.to(self.device)]
+        noise = torch.randn(x.shape[0], self.cfg.latent_dim, generator=self.generator)
+        self.model.train()
+        self.optimizer.zero_grad(set_to_none=True)
+        elbo = negative_elbo(self.model, x, noise.to(self.device))
+        loss = elbo.total.mean()
+        loss.backward()
+        self.optimizer.step()
+        self.step_index += 1
+        return {"loss": loss.item(), "recon": elbo.recon.mean().item(),
+                "kl": elbo.kl.mean().item()}
+
+    def state_dict(self) -> dict:
+        """Weights, Adam state, RNG state and step (loads with ``weights_only=True``)."""
+        return copy.deepcopy({"format": _STATE_FORMAT, "step_index": self.step_index,
+                              "model": self.model.state_dict(),
+                              "optimizer": self.optimizer.state_dict(),
+                              "generator": self.generator.get_state()})
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore a state produced by :meth:`state_dict` of a trainer of the same config."""
+        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"not a VAE trainer state (expected format {_STATE_FORMAT!r})")
+        step = int(state["step_index"])
+        if not 0 <= step <= self.n_steps:
+            raise ValueError(f"state step_index={step} outside [0, {self.n_steps}]: the "
+                             f"checkpoint belongs to a different config")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step_index = step
+
+    def n_parameters(self) -> int:
+        """Trainable parameters of encoder and decoder."""
+        return sum(p.numel() for p in self.model.parameters())
+
+    def _batches(self, x: Tensor):
+        for i in range(0, x.shape[0], self.eval_batch_size):
+            yield x[i : i + self.eval_batch_size]
+
+    @torch.no_grad()
+    def encode_means(self, pixels: np.ndarray) -> np.ndarray:
+        """Latent means μ(x) of ``pixels`` ``[n, 784]`` → float64 ``[n, latent]``."""
+        self.model.eval()
+        x = _grey(pixels, self.device)
+        return torch.cat([self.model.encode(b)[0] for b in self._batches(x)]
+                         ).double().cpu().numpy()
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """Pixel probabilities ``[n, 784]`` (float64 in [0, 1]) of latents ``z``."""
+        self.model.eval()
+        zt = torch.as_tensor(np.asarray(z), dtype=torch.float32, device=self.device)
+        return torch.sigmoid(self.model.decode(zt)).double().cpu().numpy()
+
+    @torch.no_grad()
+    def _elbo(self, pixels: np.ndarray, seed: int) -> ELBO:
+        self.model.eval()
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+        parts = []
+        for b in self._batches(_grey(pixels, self.device)):
+            noise = torch.randn(b.shape[0], self.cfg.latent_dim, generator=gen)
+            parts.append(negative_elbo(self.model, b, noise.to(self.device)))
+        return ELBO(*(torch.cat([getattr(p, k) for p in parts]).double().cpu()
+                      for k in ("total", "recon", "kl")))
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        """The ELBO (a lower bound on log p(x), nats) of pixels ``x`` ``[n, 784]``, ``[n]``."""
+        return -self._elbo(x, 0).total.numpy()
+
+    def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
+        """Test −ELBO (nats/image); decoded samples z ~ N(0, I) ``[n_samples, 784]``;
+        extras: ``originals`` and ``reconstructions`` (decoded μ) of 32 images spread
+        evenly over ``test``."""
+        elbo = self._elbo(test, seed)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed) + 1)
+        z = torch.randn(int(n_samples), self.cfg.latent_dim, generator=gen).numpy()
+        test = np.asarray(test)
+        shown = test[np.unique(np.linspace(0, len(test) - 1, 32).astype(int))]
+        metrics = {"neg_elbo_nats": elbo.total.mean().item(),
+                   "recon_nats": elbo.recon.mean().item(),
+                   "kl_nats": elbo.kl.mean().item(),
+                   "n_parameters": float(self.n_parameters())}
+        return Evaluation(metrics=metrics, samples=self.decode(z),
+                          extras={"originals": shown.astype(np.float64) / 255.0,
+                                  "reconstructions": self.decode(self.encode_means(shown))})
+
+
+def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device) -> VAETrainer:
+    """VAE trainer for ``cfg`` (every VAEConfig key) on training pixels ``[n, 784]``."""
+    return VAETrainer(VAEConfig.from_dict(cfg), train, seed, device)
