@@ -22,7 +22,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-COPY = ["Snakefile", "rules", "schemas", "config", "params.yaml", "report", "profiles",
+COPY = ["Snakefile", "rules", "src", "schemas", "config", "params.yaml", "report", "profiles",
         "dvc.yaml", ".dvc", ".dvcignore", ".gitignore", "data/raw/.gitkeep"]
 SMOKE = ["--configfile", "config/smoke.yaml"]
 
@@ -66,7 +66,10 @@ def project(tmp_path_factory) -> Path:
             continue
         dst = work / name
         dst.parent.mkdir(parents=True, exist_ok=True)
-        (shutil.copytree if src.is_dir() else shutil.copy2)(src, dst)
+        if src.is_dir():
+            shutil.copytree(src, dst, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst)
     run(["git", "init", "-q"], work)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "add", "-A"], work)
     run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", "init"], work)
@@ -145,7 +148,7 @@ def test_jko_edit_reruns_only_jko_jobs(project: Path):
     jobs = planned_jobs(project, "--configfile", "config/smoke.yaml", "config/edit.yaml")
     out = snakemake(project, "-n", "--configfile", "config/smoke.yaml", "config/edit.yaml").stdout
     trained = re.findall(r"output: results/checkpoints/(\w+)/", out)
-    assert jobs["train_jko"] == 6 and set(trained) == {"jko"}
+    assert jobs["train"] == 6 and set(trained) == {"jko"}
     assert "prepare_toy" not in jobs and "figure_toys" not in jobs
 
 
