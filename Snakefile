@@ -21,6 +21,7 @@ include: "rules/jko.smk"
 include: "rules/ekp.smk"
 include: "rules/jko_miniboone.smk"
 include: "rules/mongeampere.smk"
+include: "rules/cpflow.smk"
 include: "rules/report.smk"
 
 

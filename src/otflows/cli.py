@@ -259,6 +259,12 @@ def build_parser() -> argparse.ArgumentParser:
     from otflows.cli_data import add_data_commands  # real data: download, prepare, not-run
 
     add_data_commands(prep_sub, sub)
+    from otflows.cli_qflow import add_qflow_commands  # Q-flow's two-sample problems
+
+    add_qflow_commands(prep_sub)
+    from otflows.cli_cpflow import add_prepare_commands  # CP-Flow's Gaussian data
+
+    add_prepare_commands(prep_sub)
 
     tr = sub.add_parser("train", help="train one run (resumes from its last checkpoint)")
     ev = sub.add_parser("evaluate", help="evaluate one trained run")

@@ -162,12 +162,129 @@ def _mongeampere_runs(config: dict) -> list[Experiment]:
     return runs
 
 
+# Keys of a `cpflow` run subsection that configure evaluation, not the trainer.
+_CP_EVAL_KEYS = ("eval_samples",)
+
+
+def _cpflow_run(section: dict, task: str, model: str = "cpflow", **over: object) -> dict:
+    return {"task": task, "model": model,
+            **{k: v for k, v in section.items() if k not in _CP_EVAL_KEYS}, **over}
+
+
+def _cpflow_runs(config: dict) -> list[Experiment]:
+    """CP-Flow (arXiv:2012.05942): every toy (the toy benchmark, and Fig. 3's CP-Flow
+    column), Fig. 3's zuko MAF/NAF baselines, Fig. 4's Gaussian coupling (CP-Flow and a
+    zuko linear IAF per dimension), MNIST bits/dim (Table 2), amortised VI (Table 3)."""
+    cp = config.get("cpflow")
+    if not cp:
+        return []
+    toy = cp["toy"]
+    toys = list(config["data"]["toy"]["datasets"])
+    runs = [Experiment("cpflow", f"toy-{ds}", ds, "cpflow_toy", _cpflow_run(toy, "density"),
+                       toy["eval_samples"], DENSITY_GRID, True, f"data/processed/toy/{ds}.npz")
+            for ds in toys]
+    fig3 = cp["fig3"]
+    for ds in [d for d in fig3["datasets"] if d in toys]:
+        for model in ("maf", "naf"):
+            runs.append(Experiment("cpflow", f"fig3-{model}-{ds}", ds, "cpflow_fig3",
+                                   _cpflow_run(toy, "density", model,
+                                               transforms=fig3["transforms"]),
+                                   toy["eval_samples"], DENSITY_GRID, False,
+                                   f"data/processed/toy/{ds}.npz"))
+    coupling = cp["coupling"]
+    for d in cp["coupling_data"]["dims"]:
+        for model in ("cpflow", "linear_iaf"):
+            runs.append(Experiment("cpflow", f"coupling-d{d}-{model}", f"gaussian_d{d}",
+                                   "cpflow_coupling", _cpflow_run(coupling, "coupling", model),
+                                   coupling["eval_samples"],
+                                   data_path=f"data/processed/gaussian_d{d}.npz"))
+    mnist = _mnist_name(config)
+    runs.append(Experiment("cpflow", mnist, mnist, "cpflow_mnist",
+                           _cpflow_run(cp["mnist"], "density"), cp["mnist"]["eval_samples"],
+                           data_path=f"data/processed/{mnist}.npz"))
+    if cp.get("vae"):
+        vae = {k: v for k, v in cp["vae"].items() if k not in _CP_EVAL_KEYS}
+        for posterior in ("cpflow", "gaussian"):
+            runs.append(Experiment("cpflow", f"vae-{posterior}-{mnist}", mnist, "cpflow_vae",
+                                   {"task": "vae", **vae, "posterior": posterior},
+                                   cp["vae"]["eval_samples"],
+                                   data_path=f"data/processed/{mnist}.npz"))
+    return runs
+
+
+def _cpflow_miniboone_runs(config: dict) -> list[Experiment]:
+    """CP-Flow Table 1: MINIBOONE test NLL (runs only when data/raw/miniboone is present)."""
+    cp = config.get("cpflow")
+    if not cp:
+        return []
+    mb = cp["miniboone"]
+    return [Experiment("cpflow", "miniboone", "miniboone", "cpflow_miniboone",
+                       _cpflow_run(mb, "density"), mb["eval_samples"],
+                       data_path=MINIBOONE_DATA)]
+
+
+# Keys of a `qflow` subsection that describe the problem or its evaluation, not the run.
+_QF_PROBLEM_KEYS = ("eval_samples", "n_train", "n_test", "p", "q", "dims", "source",
+                    "target", "classifier_iters", "enabled")
+# A run config without a ratio net still names every QFlowConfig key.
+_QF_NO_RATIO = {"dre": False, "baselines": False, "ratio_width": 1, "ratio_intervals": 1,
+                "ratio_iters": 0, "ratio_lr": 1.0, "field_grid": 0}
+
+
+def qflow_data(name: str) -> str:
+    """Prepared problem file of a Q-flow experiment (``otflows prepare qflow-*``)."""
+    return f"data/processed/qflow/{name}.npz"
+
+
+def _qflow_runs(config: dict) -> list[Experiment]:
+    """Q-flow (arXiv:2305.11857): N(0, I) → every toy (the toy benchmark), the §4.2 GMM DRE
+    and moons → checkerboard (Fig. 2), §4.3 MI for every d, §4.5 digit → digit in the VAE
+    latent space."""
+    qf = config.get("qflow")
+    if not qf:
+        return []
+
+    def run(section: dict, task: str, **over: object) -> dict:
+        base = {**_QF_NO_RATIO} if not over.get("dre") else {}
+        return {**base, "task": task,
+                **{k: v for k, v in section.items() if k not in _QF_PROBLEM_KEYS}, **over}
+
+    toy = qf["toy"]
+    runs = [Experiment("qflow", f"toy-{ds}", ds, "qflow_toy", run(toy, "toy"),
+                       toy["eval_samples"], 0, True, f"data/processed/toy/{ds}.npz")
+            for ds in config["data"]["toy"]["datasets"]]
+    gmm = qf["gmm"]
+    runs.append(Experiment("qflow", "gmm", "gmm", "qflow_gmm",
+                           run(gmm, "pair", dre=True, baselines=True, field_grid=0),
+                           gmm["eval_samples"], data_path=qflow_data("gmm")))
+    toys = qf["toys"]
+    name = f"{toys['p']}-{toys['q']}"
+    runs.append(Experiment("qflow", name, name, "qflow_toys",
+                           run(toys, "pair", dre=True, baselines=False),
+                           toys["eval_samples"], data_path=qflow_data(name)))
+    mi = qf["mi"]
+    for d in mi["dims"]:
+        runs.append(Experiment("qflow", f"mi-d{d}", f"mi_d{d}", "qflow_mi",
+                               run(mi, "pair", dre=True, baselines=True, field_grid=0),
+                               mi["eval_samples"], data_path=qflow_data(f"mi_d{d}")))
+    tr = qf["translation"]
+    if tr.get("enabled", True):
+        stem = f"{_mnist_name(config)}_latents_{tr['source']}to{tr['target']}"
+        runs.append(Experiment("qflow", f"translation-{tr['source']}to{tr['target']}", stem,
+                               "qflow_translation", run(tr, "pair"), tr["eval_samples"],
+                               data_path=qflow_data(stem)))
+    return runs
+
+
 def all_experiments(config: dict, root: str | Path = ".") -> list[Experiment]:
     """Every run params asks for whose raw data is present under ``root``, in a stable
     order. MINIBOONE runs need data/raw/miniboone; nothing ever stands in for it."""
     runs = _otflow_runs(config) + _ekp_runs(config) + _mongeampere_runs(config)
+    runs += _cpflow_runs(config)
+    runs += _qflow_runs(config)
     if _miniboone_present(config, root):
         runs += _miniboone_runs(config)
+        runs += _cpflow_miniboone_runs(config)
     return runs
 
 
@@ -178,7 +295,7 @@ def experiments_not_run(config: dict, root: str | Path = ".") -> list[dict[str, 
         return []
     reason = f"not run: {RAW_DIR} absent ({FETCH_HINT})"
     return [{"method": e.method, "experiment": e.name, "dataset": e.dataset, "reason": reason}
-            for e in _miniboone_runs(config)]
+            for e in _miniboone_runs(config) + _cpflow_miniboone_runs(config)]
 
 
 def experiment_index(config: dict, root: str | Path = ".") -> dict[tuple[str, str], Experiment]:

@@ -11,6 +11,8 @@ METHODS: dict[str, str] = {
     "jko": "otflows.methods.jko",
     "ekp": "otflows.methods.ekp",
     "mongeampere": "otflows.methods.mongeampere",
+    "cpflow": "otflows.methods.cpflow",
+    "qflow": "otflows.methods.qflow",
 }
 
 
