@@ -22,6 +22,7 @@ include: "rules/ekp.smk"
 include: "rules/jko_miniboone.smk"
 include: "rules/mongeampere.smk"
 include: "rules/cpflow.smk"
+include: "rules/qflow.smk"
 include: "rules/report.smk"
 
 

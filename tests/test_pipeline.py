@@ -79,7 +79,7 @@ def project(tmp_path_factory) -> Path:
 
 def test_outputs_exist_and_metrics_are_finite(project: Path):
     summary = json.loads((project / "results/metrics/summary.json").read_text())
-    assert set(summary) == {"otflow", "jko", "vae", "ekp", "mongeampere"}
+    assert set(summary) == {"otflow", "jko", "vae", "ekp", "mongeampere", "qflow", "cpflow"}
     assert math.isfinite(summary["vae"]["mnist5k"]["neg_elbo_nats"])
     assert len(summary["otflow"]) == len(summary["jko"]) == 6
     for method in ("otflow", "jko"):
@@ -119,7 +119,22 @@ def test_outputs_exist_and_metrics_are_finite(project: Path):
                 "mongeampere_spins", "mongeampere_toys"):
         assert (project / f"results/figures/{fig}.png").stat().st_size > 1000
         assert (project / f"results/figures/{fig}.svg").exists()
+    cp = summary["cpflow"]
+    assert set(cp) == {"toy-8gaussians", "toy-moons", "fig3-maf-moons", "fig3-naf-moons",
+                       "coupling-d2-cpflow", "coupling-d2-linear_iaf", "mnist5k",
+                       "vae-cpflow-mnist5k", "vae-gaussian-mnist5k"}
+    for key in ("mmd2", "nll_nats", "transport_cost", "inversion_error", "roundtrip_error"):
+        assert math.isfinite(cp["toy-moons"][key]), ("cpflow", key)
+    assert math.isfinite(cp["coupling-d2-cpflow"]["transport_gap"])
+    assert math.isfinite(cp["mnist5k"]["bpd"]) and math.isfinite(
+        cp["vae-cpflow-mnist5k"]["neg_elbo_nats"])
+    cp_mnist = (project / "results/tables/cpflow_mnist.md").read_text()
+    assert "| CP-Flow (paper) | MNIST | 1.020" in cp_mnist
+    for fig in ("cpflow_toys", "cpflow_fig3", "cpflow_coupling"):
+        assert (project / f"results/figures/{fig}.png").stat().st_size > 1000
+    assert "cpflow" in (project / "results/tables/toy_benchmark.md").read_text()
     not_run = (project / "results/tables/not_run.md").read_text()
+    assert "| cpflow | miniboone | miniboone | not run: data/raw/miniboone absent" in not_run
     assert "| jko | miniboone-a5 | miniboone | not run: data/raw/miniboone absent" in not_run
     with np.load(project / "data/processed/mnist5k_latents.npz") as z:
         assert z["train"].shape == (4000, 16) and z["test_labels"].shape == (500,)
@@ -156,11 +171,12 @@ def test_every_run_is_in_mlflow(project: Path):
     from mlflow.tracking import MlflowClient
 
     manifest = json.loads((project / "results/tracking/mlflow_runs.json").read_text())
-    assert len(manifest) == 19  # 12 OT-Flow/JKO runs, the MNIST VAE, 2 EKP, 4 Monge-Ampère
+    # 12 OT-Flow/JKO runs, the MNIST VAE, 2 EKP, 4 Monge-Ampère, 9 CP-Flow
+    assert len(manifest) == 19 + 9
     client = MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")
     exp = client.get_experiment_by_name("otflows")
     found = client.search_runs([exp.experiment_id], max_results=100)
-    assert len(found) == 19
+    assert len(found) == 19 + 9
     run = client.get_run(manifest["jko/alpha-moons-a5"])
     for tag in ("git_commit", "method", "experiment", "dataset", "rule", "config_hash",
                 "device"):
@@ -183,3 +199,21 @@ def test_dvc_checkout_then_touch_means_nothing_to_do(project: Path):
     assert (project / "data/processed/toy/moons.npz").exists()
     snakemake(project, "--touch")
     assert planned_jobs(project) == {}
+
+
+def test_qflow_outputs(project: Path):
+    qf = json.loads((project / "results/metrics/summary.json").read_text())["qflow"]
+    assert set(qf) == {"toy-moons", "gmm", "moons-checkerboard", "mi-d8", "translation-3to8"}
+    for exp, metrics in qf.items():
+        for key in ("transport_cost", "transport_cost_reverse", "inversion_error"):
+            assert math.isfinite(metrics[key]), ("qflow", exp, key)
+    assert math.isfinite(qf["toy-moons"]["nll_nats"]) and math.isfinite(qf["toy-moons"]["mmd2"])
+    for key in ("qflow_ratio_mae", "one_ratio_mae", "tre_linear_mae", "tre_qflow_mae"):
+        assert math.isfinite(qf["gmm"][key])
+    assert qf["mi-d8"]["mi_true"] == 2.0 and math.isfinite(qf["mi-d8"]["qflow_ratio_mi"])
+    assert 0 <= qf["translation-3to8"]["target_class_share"] <= 1
+    assert "| qflow | toy-moons |" in (project / "results/tables/toy_benchmark.md").read_text()
+    for fig in ("qflow_gmm", "qflow_toys", "qflow_mi", "qflow_translation"):
+        assert (project / f"results/figures/{fig}.png").stat().st_size > 1000
+    for table in ("qflow_gmm", "qflow_mi", "qflow_transport", "qflow_translation"):
+        assert (project / f"results/tables/{table}.md").exists()

@@ -225,7 +225,8 @@ def _cpflow_miniboone_runs(config: dict) -> list[Experiment]:
 
 # Keys of a `qflow` subsection that describe the problem or its evaluation, not the run.
 _QF_PROBLEM_KEYS = ("eval_samples", "n_train", "n_test", "p", "q", "dims", "source",
-                    "target", "classifier_iters", "enabled")
+                    "target", "classifier_iters", "enabled", "datasets", "model",
+                    "shrinkage", "nsf_iters", "nsf_transforms", "nsf_hidden")
 # A run config without a ratio net still names every QFlowConfig key.
 _QF_NO_RATIO = {"dre": False, "baselines": False, "ratio_width": 1, "ratio_intervals": 1,
                 "ratio_iters": 0, "ratio_lr": 1.0, "field_grid": 0}
@@ -239,7 +240,7 @@ def qflow_data(name: str) -> str:
 def _qflow_runs(config: dict) -> list[Experiment]:
     """Q-flow (arXiv:2305.11857): N(0, I) → every toy (the toy benchmark), the §4.2 GMM DRE
     and moons → checkerboard (Fig. 2), §4.3 MI for every d, §4.5 digit → digit in the VAE
-    latent space."""
+    latent space; §4.4 energy-based MNIST when ``qflow.ebm.enabled`` (the paper profile)."""
     qf = config.get("qflow")
     if not qf:
         return []
@@ -252,7 +253,7 @@ def _qflow_runs(config: dict) -> list[Experiment]:
     toy = qf["toy"]
     runs = [Experiment("qflow", f"toy-{ds}", ds, "qflow_toy", run(toy, "toy"),
                        toy["eval_samples"], 0, True, f"data/processed/toy/{ds}.npz")
-            for ds in config["data"]["toy"]["datasets"]]
+            for ds in toy.get("datasets", config["data"]["toy"]["datasets"])]
     gmm = qf["gmm"]
     runs.append(Experiment("qflow", "gmm", "gmm", "qflow_gmm",
                            run(gmm, "pair", dre=True, baselines=True, field_grid=0),
@@ -273,7 +274,18 @@ def _qflow_runs(config: dict) -> list[Experiment]:
         runs.append(Experiment("qflow", f"translation-{tr['source']}to{tr['target']}", stem,
                                "qflow_translation", run(tr, "pair"), tr["eval_samples"],
                                data_path=qflow_data(stem)))
+    ebm = qf.get("ebm", {})
+    if ebm.get("enabled", False):
+        stem = f"{_mnist_name(config)}_ebm_{ebm['model']}"
+        runs.append(Experiment("qflow", f"ebm-{ebm['model']}", stem, "qflow_ebm",
+                               run(ebm, "pair", dre=True, field_grid=0), ebm["eval_samples"],
+                               data_path=qflow_data(stem)))
     return runs
+
+
+def qflow_ebm_stem(config: dict) -> str:
+    """Stem of the prepared §4.4 problem (``otflows prepare qflow-ebm``)."""
+    return f"{_mnist_name(config)}_ebm_{config['qflow']['ebm']['model']}"
 
 
 def all_experiments(config: dict, root: str | Path = ".") -> list[Experiment]:

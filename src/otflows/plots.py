@@ -524,3 +524,6 @@ FIGURES: dict[str, Callable[[list[Path], Path], None]] = {
 from otflows.figures_cpflow import FIGURES as _CPFLOW_FIGURES  # noqa: E402
 
 FIGURES.update(_CPFLOW_FIGURES)
+from otflows.qflow_report import FIGURES as _QFLOW_FIGURES  # noqa: E402
+
+FIGURES.update(_QFLOW_FIGURES)

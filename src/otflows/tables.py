@@ -339,3 +339,6 @@ def write_summary(inputs: list[Path], out_json: Path, out_csv: Path,
 from otflows.tables_cpflow import TABLES as _CPFLOW_TABLES  # noqa: E402
 
 TABLES.update(_CPFLOW_TABLES)
+from otflows.qflow_report import TABLES as _QFLOW_TABLES  # noqa: E402
+
+TABLES.update(_QFLOW_TABLES)

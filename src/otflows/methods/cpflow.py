@@ -1,0 +1,378 @@
+"""Convex Potential Flows: the flow is the gradient map of a strongly convex ICNN potential.
+
+Huang, Chen, Tsirigotis, Courville, "Convex Potential Flows: Universal Probability
+Distributions with Optimal Transport and Convex Optimization", ICLR 2021, arXiv:2012.05942.
+
+Implemented here (the numerics live in ``cpflow_core`` and ``otflows.linalg``):
+
+* the model: input-augmented ICNN (eq. 7; ``otflows.nn.icnn``), fully connected or
+  convolutional, F_α = α/2‖x‖² + F (§3.1), f = ∇F_α, blocks stacked;
+* maximum-likelihood training with the O(1)-memory surrogate of Algorithm 2 (CG with
+  tolerance ``cg_tol``, batched Hessian-vector products), Adam with betas (0.9, 0.99)
+  (the published tabular setting) and the learning rate halved every ``lr_halve_every``
+  steps (the published toy schedule);
+* evaluation: exact log det where d ≤ ``exact_max_dim``, else SLQ with ``slq_steps`` Lanczos
+  steps; sampling and inversion by L-BFGS (Algorithm 1) with tolerance ``invert_tol``;
+* the optimal-coupling experiment (§5.2, Fig. 4): every ``monitor_every`` steps, the KL to
+  the Gaussian data and the transport cost E‖x − f(x)‖², against the closed-form W₂²;
+* baselines from zuko (``cpflow_baselines``): MAF and NAF for Fig. 3, linear IAF for Fig. 4,
+  trained by the same trainer with ``model`` set.
+
+The amortised-VI experiment (Table 3) is ``cpflow_vae``; ``make_trainer`` dispatches on
+``task``. NLLs are in nats per example; bits/dim in pixel space for images.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from otflows.data.coupling import gaussian_entropy, gaussian_w2_squared
+from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
+from otflows.methods.base import Evaluation
+from otflows.methods.cpflow_baselines import BASELINES, build_baseline, matched_hidden, n_parameters
+from otflows.methods.cpflow_core import CPFlow
+from otflows.nn.icnn import ICNN, ConvexPotential, ConvICNN
+
+__all__ = ["CPFlowConfig", "DensityTrainer", "build_flow", "make_trainer", "parse_config"]
+
+_DTYPES = {"float32": torch.float32, "float64": torch.float64}
+_STATE_FORMAT = "otflows.cpflow/1"
+BETAS = (0.9, 0.99)  # Adam betas of the published tabular runs (issue: published settings)
+MODELS = ("cpflow", *BASELINES)
+IMAGE_SIDE = 28
+
+
+def parse_config(cls: type, d: dict, choices: dict[str, tuple[str, ...]],
+                 minimum: dict[str, int]) -> Any:
+    """Build dataclass ``cls`` from ``d``: every field required, ints ≥ their minimum,
+    strings among their choices, other numbers finite and ≥ 0; ValueError names the key."""
+    what = cls.__name__
+    if not isinstance(d, dict):
+        raise ValueError(f"{what}: expected a dict, got {type(d).__name__}")
+    names = [f.name for f in fields(cls)]
+    unknown, missing = sorted(set(d) - set(names)), [n for n in names if n not in d]
+    if unknown or missing:
+        raise ValueError(f"{what}: unknown keys {unknown}, missing keys {missing}; expected "
+                         f"exactly {names}")
+    out: dict[str, Any] = {}
+    for f in fields(cls):
+        v = d[f.name]
+        if f.name in choices:
+            if v not in choices[f.name]:
+                raise ValueError(f"{what}: {f.name}={v!r}; expected one of {choices[f.name]}")
+            out[f.name] = v
+        elif f.name in minimum:
+            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum[f.name]:
+                raise ValueError(f"{what}: {f.name}={v!r}; expected an int >= "
+                                 f"{minimum[f.name]}")
+            out[f.name] = int(v)
+        else:
+            ok = not isinstance(v, bool) and isinstance(v, int | float | np.number) \
+                and math.isfinite(float(v)) and float(v) >= 0
+            if not ok:
+                raise ValueError(f"{what}: {f.name}={v!r}; expected a finite number >= 0")
+            out[f.name] = float(v)
+    return cls(**out)
+
+
+@dataclass(frozen=True)
+class CPFlowConfig:
+    """One density-estimation or optimal-coupling run (CP-Flow or a zuko baseline)."""
+
+    task: str  # "density" | "coupling"
+    model: str  # "cpflow" | "maf" | "naf" | "linear_iaf"
+    architecture: str  # "fc" (vectors) | "conv" (28×28 images)
+    blocks: int  # CP-Flow blocks
+    depth: int  # ICNN hidden layers K
+    width: int  # ICNN hidden units (channels for conv) per layer
+    alpha: float  # initial α of F_α (> 0)
+    lr: float  # Adam learning rate
+    weight_decay: float  # Adam weight decay
+    lr_halve_every: int  # halve the learning rate every this many steps (0: never)
+    batch_size: int
+    iters: int  # Adam steps
+    cg_tol: float  # CG stops when ‖Hz − v‖_∞ < cg_tol (Alg. 2)
+    cg_max_iter: int
+    slq_steps: int  # Lanczos steps of SLQ
+    slq_probes: int  # Rademacher probes of SLQ
+    exact_max_dim: int  # exact log det when d ≤ this, else SLQ
+    invert_tol: float  # L-BFGS stops when max ‖∇F(x) − y‖_∞ ≤ invert_tol (Alg. 1)
+    invert_max_iter: int
+    transforms: int  # transforms of a MAF/NAF baseline
+    monitor_every: int  # coupling: steps between KL/cost evaluations (0: none)
+    dtype: str
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CPFlowConfig:
+        """Validate and build; raise ValueError naming the offending key."""
+        cfg = parse_config(cls, d, {"task": ("density", "coupling"), "model": MODELS,
+                                    "architecture": ("fc", "conv"),
+                                    "dtype": tuple(_DTYPES)},
+                           {"blocks": 1, "depth": 1, "width": 2, "lr_halve_every": 0,
+                            "batch_size": 1, "iters": 1, "cg_max_iter": 1, "slq_steps": 1,
+                            "slq_probes": 1, "exact_max_dim": 0, "invert_max_iter": 1,
+                            "transforms": 1, "monitor_every": 0})
+        for key in ("alpha", "lr", "cg_tol", "invert_tol"):
+            if getattr(cfg, key) <= 0:
+                raise ValueError(f"CPFlowConfig: {key}={getattr(cfg, key)}; expected > 0")
+        return cfg
+
+
+def build_flow(cfg: CPFlowConfig, d: int, generator: torch.Generator,
+               context: int = 0) -> CPFlow:
+    """The CP-Flow of ``cfg`` on R^d: ``blocks`` potentials F_α with ICNNs from ``generator``."""
+    dtype = _DTYPES[cfg.dtype]
+    pots = []
+    for _ in range(cfg.blocks):
+        if cfg.architecture == "conv":
+            if d != IMAGE_SIDE * IMAGE_SIDE or context:
+                raise ValueError(f"architecture 'conv' expects 28×28 images (d = 784), got "
+                                 f"d = {d}; use architecture 'fc'")
+            icnn: nn.Module = ConvICNN((1, IMAGE_SIDE, IMAGE_SIDE), cfg.width, cfg.depth,
+                                       dtype, generator)
+        else:
+            icnn = ICNN(d, cfg.width, cfg.depth, context, dtype, generator)
+        pots.append(ConvexPotential(icnn, alpha=cfg.alpha))
+    return CPFlow(pots)
+
+
+def _as_tensor(x: np.ndarray, what: str, dtype: torch.dtype, device: torch.device,
+               d: int | None = None) -> Tensor:
+    arr = np.asarray(x)
+    if arr.ndim != 2 or (d is not None and arr.shape[1] != d):
+        raise ValueError(f"{what} has shape {arr.shape}; expected [n, {d or 'd'}]")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{what} holds non-finite values")
+    return torch.as_tensor(arr, dtype=dtype, device=device)
+
+
+class DensityTrainer:
+    """Maximum likelihood on samples (toys, MINIBOONE, MNIST) or on Gaussian data with the
+    coupling monitor of Fig. 4; CP-Flow by Alg. 2, baselines by exact zuko log-likelihoods."""
+
+    def __init__(self, cfg: CPFlowConfig, train: np.ndarray, seed: int,
+                 device: torch.device, arrays: dict[str, np.ndarray] | None = None) -> None:
+        arrays = dict(arrays or {})
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.dtype = _DTYPES[cfg.dtype]
+        self.train = _as_tensor(train, "train", self.dtype, self.device)
+        self.n, self.d = self.train.shape
+        if self.n < 1:
+            raise ValueError("train split is empty")
+        self.seed = int(seed)
+        self.generator = torch.Generator(device="cpu")
+        self.generator.manual_seed(self.seed)
+        init = torch.Generator(device="cpu")
+        init.manual_seed(self.seed + 1)
+        self.flow = build_flow(cfg, self.d, init).to(self.device)
+        self.baseline: nn.Module | None = None
+        self.hidden = 0
+        if cfg.model != "cpflow":
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(self.seed + 2)
+                target = n_parameters(self.flow)
+                self.hidden = matched_hidden(cfg.model, self.d, cfg.transforms, target)
+                self.baseline = build_baseline(cfg.model, self.d, cfg.transforms,
+                                               self.hidden).to(self.device, self.dtype)
+        self.model: nn.Module = self.baseline if self.baseline is not None else self.flow
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=BETAS,
+                                          weight_decay=cfg.weight_decay)
+        self.n_steps = cfg.iters
+        self.step_index = 0
+        self.logit_lambda = float(arrays["logit_lambda"]) if "logit_lambda" in arrays else None
+        self.cov = np.asarray(arrays["cov"], dtype=np.float64) if "cov" in arrays else None
+        if cfg.task == "coupling" and self.cov is None:
+            raise ValueError("task 'coupling' needs the Gaussian data file's `cov` array "
+                             "(otflows prepare gaussian)")
+        monitor = arrays.get("test", train)
+        self.monitor_set = _as_tensor(np.asarray(monitor)[:500], "monitor set", self.dtype,
+                                      self.device, self.d)
+        self.curve: list[list[float]] = []  # [step, KL (nats), E‖x − f(x)‖²]
+
+    # ----------------------------------------------------------------- harness protocol
+    def n_parameters(self) -> int:
+        return n_parameters(self.model)
+
+    def state_dict(self) -> dict:
+        return {"format": _STATE_FORMAT, "model": copy.deepcopy(self.model.state_dict()),
+                "optimizer": copy.deepcopy(self.optimizer.state_dict()),
+                "generator": self.generator.get_state(), "step_index": self.step_index,
+                "curve": torch.tensor(self.curve, dtype=torch.float64).reshape(-1, 3)}
+
+    def load_state_dict(self, state: dict) -> None:
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"checkpoint format {state.get('format')!r}; expected "
+                             f"{_STATE_FORMAT!r} (retrain: delete the checkpoint)")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        self.step_index = int(state["step_index"])
+        self.curve = [list(map(float, row)) for row in state["curve"].tolist()]
+
+    def _lr(self) -> float:
+        every = self.cfg.lr_halve_every
+        return self.cfg.lr * (0.5 ** (self.step_index // every) if every else 1.0)
+
+    def train_step(self) -> dict[str, float]:
+        """One Adam step on the batch mean of the NLL (CP-Flow: the Alg. 2 surrogate)."""
+        if self.step_index >= self.n_steps:
+            raise RuntimeError(f"train_step called after the last step ({self.n_steps})")
+        if self.cfg.task == "coupling" and self.cfg.monitor_every and \
+                self.step_index % self.cfg.monitor_every == 0:
+            self.curve.append([float(self.step_index), *self._coupling_point()])
+        for group in self.optimizer.param_groups:
+            group["lr"] = self._lr()
+        idx = torch.randint(0, self.n, (min(self.cfg.batch_size, self.n),),
+                            generator=self.generator)
+        x = self.train[idx.to(self.device)]
+        self.optimizer.zero_grad(set_to_none=True)
+        logs: dict[str, float] = {}
+        if self.baseline is not None:
+            loss = -self.baseline().log_prob(x).mean()
+        else:
+            objective, prior, logs = self.flow.surrogate_nll(x, self.generator, self.cfg.cg_tol,
+                                                             self.cfg.cg_max_iter)
+            loss = objective.mean()
+            logs["prior_nll"] = prior.mean().item()
+            logs["alpha"] = float(self.flow.blocks[0].alpha.detach())
+        loss.backward()
+        self.optimizer.step()
+        self.step_index += 1
+        logs.update(loss=loss.item(), lr=self._lr())
+        if self.step_index == self.n_steps and self.cfg.task == "coupling" and \
+                self.cfg.monitor_every:
+            self.curve.append([float(self.step_index), *self._coupling_point()])
+        return logs
+
+    # ----------------------------------------------------------------- evaluation
+    def _batches(self, x: Tensor, rows: int = 4096):
+        size = max(1, rows // max(1, self.d if self._exact() else 1))
+        for i in range(0, x.shape[0], size):
+            yield x[i:i + size]
+
+    def _exact(self) -> bool:
+        return self.d <= self.cfg.exact_max_dim
+
+    def _log_prob(self, x: Tensor, generator: torch.Generator) -> Tensor:
+        if self.baseline is not None:
+            with torch.no_grad():
+                return self.baseline().log_prob(x)
+        method = "exact" if self._exact() else "slq"
+        return self.flow.log_prob(x, method, self.cfg.slq_steps, self.cfg.slq_probes,
+                                  generator)
+
+    def _forward_map(self, x: Tensor) -> Tensor:
+        """The learned data → latent map f(x) ``[n, d]``."""
+        if self.baseline is not None:
+            with torch.no_grad():
+                return self.baseline().transform(x)
+        return self.flow(x)
+
+    def _coupling_point(self) -> list[float]:
+        """[KL(data ‖ model) nats, E‖x − f(x)‖²] on the monitor set (Fig. 4's axes)."""
+        x = self.monitor_set
+        gen = torch.Generator().manual_seed(0)
+        nll = -self._log_prob(x, gen).double().mean().item()
+        cost = (self._forward_map(x) - x).square().sum(1).double().mean().item()
+        return [nll - gaussian_entropy(self.cov), cost]
+
+    def log_density(self, x: np.ndarray) -> np.ndarray:
+        """log p(x) in nats ``[n]`` (exact log det where d ≤ exact_max_dim, else SLQ)."""
+        xt = _as_tensor(x, "x", self.dtype, self.device, self.d)
+        gen = torch.Generator().manual_seed(0)
+        out = [self._log_prob(b, gen).detach() for b in self._batches(xt)]
+        return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
+
+    def sample(self, n: int, seed: int) -> tuple[np.ndarray, float, int]:
+        """(n samples float64 ``[n, d]``, max inversion error, L-BFGS iterations); CP-Flow
+        inverts z ~ N(0, I) by Alg. 1."""
+        gen = torch.Generator().manual_seed(int(seed))
+        z = torch.randn(int(n), self.d, generator=gen, dtype=torch.float64)
+        z = z.to(self.device, self.dtype)
+        if self.baseline is not None:
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(seed))
+                x = self.baseline().sample((int(n),))
+            return x.double().cpu().numpy(), 0.0, 0
+        xs, err, iters = [], 0.0, 0
+        for b in z.split(2048):
+            out = self.flow.inverse(b, self.cfg.invert_tol, self.cfg.invert_max_iter)
+            xs.append(out.x.double().cpu())
+            err, iters = max(err, float(out.error.max())), iters + out.iterations
+        return torch.cat(xs).numpy(), err, iters
+
+    def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
+        """Test NLL (nats; exact log det or SLQ), its SLQ estimate on up to 200 points,
+        transport cost E‖x − f(x)‖², inversion error of sampling and of f⁻¹(f(x)) (L-BFGS),
+        bits/dim for images, the coupling gap to W₂² for Gaussian data, and samples."""
+        x = _as_tensor(test, "test", self.dtype, self.device, self.d)
+        if x.shape[0] < 1:
+            raise ValueError("evaluate: the test split is empty")
+        gen = torch.Generator().manual_seed(int(seed))
+        logp = torch.cat([self._log_prob(b, gen).detach().double() for b in self._batches(x)])
+        nll = -logp
+        cost = torch.cat([(self._forward_map(b) - b).square().sum(1).double()
+                          for b in self._batches(x)])
+        metrics: dict[str, float] = {
+            "nll_nats": nll.mean().item(),
+            "nll_nats_stderr": (nll.std() / math.sqrt(len(nll))).item() if len(nll) > 1
+            else 0.0,
+            "transport_cost": cost.mean().item(),
+            "n_parameters": float(self.n_parameters()),
+        }
+        if self.baseline is None:
+            sub = x[:200]
+            if self._exact():
+                slq = self.flow.log_prob(sub, "slq", self.cfg.slq_steps, self.cfg.slq_probes,
+                                         gen).double()
+                metrics["nll_nats_slq"] = -slq.mean().item()
+                metrics["slq_abs_error"] = (slq + nll[:200]).abs().mean().item()
+            rt = sub[:100]
+            back = self.flow.inverse(self.flow(rt), self.cfg.invert_tol,
+                                     self.cfg.invert_max_iter)
+            metrics["roundtrip_error"] = (back.x - rt).norm(dim=1).double().max().item()
+            metrics["alpha"] = float(self.flow.blocks[0].alpha.detach())
+        else:
+            metrics["hidden_features"] = float(self.hidden)
+        samples, err, iters = self.sample(n_samples, seed)
+        if self.baseline is None:
+            metrics["inversion_error"] = err
+            metrics["inversion_iterations"] = float(iters)
+        extras: dict[str, np.ndarray] = {}
+        if self.cfg.task == "coupling" and self.cov is not None:
+            w2 = gaussian_w2_squared(self.cov)
+            kl = metrics["nll_nats"] - gaussian_entropy(self.cov)
+            metrics.update(w2_squared=w2, kl_nats=kl, transport_gap=metrics["transport_cost"] - w2)
+            extras.update(coupling_curve=np.asarray(self.curve, dtype=np.float64).reshape(-1, 3),
+                          w2_squared=np.array(w2))
+        if self.logit_lambda is not None:
+            lam = self.logit_lambda
+            pixels = inverse_logit_transform(np.asarray(test, dtype=np.float64), lam)
+            metrics["bpd"] = float(bits_per_dim_from_logit_nll(nll.cpu().numpy(), pixels,
+                                                               lam).mean())
+            extras["sample_pixels"] = np.clip(inverse_logit_transform(samples[:16], lam), 0, 1)
+        return Evaluation(metrics=metrics, samples=samples, extras=extras)
+
+
+def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device,
+                 arrays: dict[str, np.ndarray] | None = None):
+    """The trainer named by ``cfg["task"]``: ``density`` or ``coupling`` (samples in
+    ``train``; ``arrays`` may hold ``test``, ``cov``, ``logit_lambda``) or ``vae``
+    (amortised VI on MNIST pixels in ``arrays``)."""
+    task = cfg.get("task") if isinstance(cfg, dict) else None
+    if task in ("density", "coupling"):
+        return DensityTrainer(CPFlowConfig.from_dict(cfg), train, seed, device, arrays)
+    if task == "vae":
+        from otflows.methods.cpflow_vae import make_vae_trainer
+
+        return make_vae_trainer(cfg, train, seed, device, arrays)
+    raise ValueError(f"CP-Flow config: task={task!r}; expected 'density', 'coupling' or "
+                     f"'vae'")

@@ -1,0 +1,257 @@
+"""Input-convex neural networks for Convex Potential Flows.
+
+Huang, Chen, Tsirigotis, Courville, "Convex Potential Flows: Universal Probability
+Distributions with Optimal Transport and Convex Optimization", ICLR 2021, arXiv:2012.05942.
+
+* :class:`ICNN`: the input-augmented ICNN of eq. (7), fully connected, for vectors ``[n, d]``;
+  with ``context > 0`` it is partially input convex (Amos et al. 2017): the context enters
+  every affine-in-x term as an extra bias, so F(·; c) is convex for every c (Table 3's
+  amortised posterior).
+* :class:`ConvICNN`: the same architecture with 3×3 convolutions, for 28×28 images.
+* :class:`ConvexPotential`: F_α(x) = α/2‖x‖² + β·F(x) with α = softplus(a), β = softplus(b)
+  (§3.1, strong convexity: ∇²F_α ⪰ αI ≻ 0), as the published code parameterises both.
+
+Positive layers L⁺ use W⁺ = softplus(V)/fan_in (non-negative, so a non-decreasing convex
+activation keeps each unit convex in x); the activation is softplus (a softplus-type
+activation, §3.1 and App. B of the paper).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+__all__ = ["ConvICNN", "ConvexPotential", "ICNN", "inverse_softplus"]
+
+
+def inverse_softplus(y: float) -> float:
+    """a with softplus(a) = y (y > 0)."""
+    if y <= 0:
+        raise ValueError(f"inverse_softplus: y={y}; expected y > 0")
+    return y + math.log(-math.expm1(-y))
+
+
+def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator | None,
+             dtype: torch.dtype) -> nn.Parameter:
+    u = torch.rand(shape, generator=gen, dtype=torch.float64)
+    return nn.Parameter(((2.0 * u - 1.0) * bound).to(dtype))
+
+
+def _normal(shape: tuple[int, ...], mean: float, std: float, gen: torch.Generator | None,
+            dtype: torch.dtype) -> nn.Parameter:
+    z = torch.randn(shape, generator=gen, dtype=torch.float64)
+    return nn.Parameter((mean + std * z).to(dtype))
+
+
+class ICNN(nn.Module):
+    """Input-augmented ICNN (eq. 7): x ``[n, d]`` (context c ``[n, context]``) → F(x) ``[n]``.
+
+    h₁ = s(L₁x); for k = 2..K: h̃ₖ = s(L⁺ₖ hₖ₋₁ + Lₖx), h^gₖ = s(L^gₖ x), hₖ = [h̃ₖ, h^gₖ];
+    F = L⁺_{K+1} h_K + L_{K+1} x. Every affine-in-x map of all layers is one matmul.
+    ``width`` is the size of hₖ; h̃ₖ has width − width//2 units, h^gₖ width//2.
+    """
+
+    def __init__(self, d: int, width: int, depth: int, context: int = 0,
+                 dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        if d < 1 or width < 2 or depth < 1 or context < 0:
+            raise ValueError(f"ICNN: d={d}, width={width}, depth={depth}, context={context}; "
+                             f"expected d >= 1, width >= 2, depth >= 1, context >= 0")
+        self.d, self.width, self.depth, self.context = d, width, depth, context
+        self.n_conv = width - width // 2  # units of h̃ₖ (the convex path)
+        # Affine maps of x for: layer 1 (width), layers 2..K (width each: L_k and L^g_k),
+        # and the output's linear term (1).
+        self.n_affine = width * depth + 1
+        bound = 1.0 / math.sqrt(d)
+        self.wx = _uniform((self.n_affine, d), bound, generator, dtype)
+        self.bx = _uniform((self.n_affine,), bound, generator, dtype)
+        if context:
+            self.wc = _uniform((self.n_affine, context), 1.0 / math.sqrt(context), generator,
+                               dtype)
+        # Positive maps L⁺ₖ: h_{k-1} (width) → h̃ₖ (n_conv); output L⁺_{K+1}: width → 1.
+        self.wz = nn.ParameterList([_normal((self.n_conv, width), 0.0, 1.0, generator, dtype)
+                                    for _ in range(depth - 1)])
+        self.wout = _normal((1, width), 0.0, 1.0, generator, dtype)
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """F(x) ``[n]`` for x ``[n, d]`` (and context ``[n, context]`` when configured)."""
+        a = torch.addmm(self.bx, x, self.wx.t())
+        if self.context:
+            if context is None:
+                raise ValueError("ICNN: this network is conditional; pass context [n, "
+                                 f"{self.context}]")
+            a = a + context @ self.wc.t()
+        w, n_conv = self.width, self.n_conv
+        h = F.softplus(a[:, :w])  # h₁ = s(L₁x)
+        if self.depth > 1:
+            rest = a[:, w:-1].reshape(a.shape[0], self.depth - 1, w)
+            aug = F.softplus(rest[:, :, n_conv:])  # h^gₖ = s(L^gₖ x), all layers at once
+            for k, v in enumerate(self.wz):
+                pos = F.softplus(v) / w  # W⁺ = softplus(V)/fan_in ≥ 0
+                h = torch.cat([F.softplus(h @ pos.t() + rest[:, k, :n_conv]), aug[:, k]], 1)
+        out = h @ (F.softplus(self.wout) / w).t()
+        return out.squeeze(1) + a[:, -1]
+
+
+    def derivatives(self, x: Tensor, context: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """(F(x) ``[n]``, ∇F(x) ``[n, d]``, v ↦ ∇²F(x)v ``[n, d] → [n, d]``) in closed form:
+        ∇F by a hand-written reverse pass, ∇²F v by its forward-mode tangent (so autograd
+        differentiates once, w.r.t. θ, instead of two or three nested times). σ = s′ is the
+        sigmoid, σ′ = σ(1 − σ)."""
+        n = x.shape[0]
+        a = torch.addmm(self.bx, x, self.wx.t())
+        if self.context:
+            if context is None:
+                raise ValueError("ICNN: this network is conditional; pass context [n, "
+                                 f"{self.context}]")
+            a = a + context @ self.wc.t()
+        w, nc, k1 = self.width, self.n_conv, self.depth - 1
+        a1 = a[:, :w]
+        rest = a[:, w:-1].reshape(n, k1, w)
+        # unbind, not [:, k]: its backward stacks once instead of K zero-filled copies
+        a_conv, a_aug = rest[:, :, :nc].unbind(1), rest[:, :, nc:]
+        pos = [F.softplus(v) / w for v in self.wz]  # W⁺ₖ
+        q = F.softplus(self.wout[0]) / w  # output weights ≥ 0
+        h = F.softplus(a1)
+        s1 = torch.sigmoid(a1)
+        s_aug_all = torch.sigmoid(a_aug)
+        s_aug = s_aug_all.unbind(1)
+        h_aug = F.softplus(a_aug).unbind(1)
+        sig = []
+        for k in range(k1):
+            pre = h @ pos[k].t() + a_conv[k]
+            sig.append(torch.sigmoid(pre))
+            h = torch.cat([F.softplus(pre), h_aug[k]], 1)
+        value = h @ q + a[:, -1]
+        # reverse pass: δₖ = ∂F/∂hₖ, starting from δ_K = q
+        delta = q.expand(n, w)
+        deltas, ga_conv, ga_aug = [None] * k1, [None] * k1, [None] * k1
+        for k in reversed(range(k1)):
+            deltas[k] = delta
+            u = delta[:, :nc] * sig[k]
+            ga_conv[k], ga_aug[k] = u, delta[:, nc:] * s_aug[k]
+            delta = u @ pos[k]
+        delta1 = delta
+        ga1 = delta1 * s1
+        ones = torch.ones(n, 1, dtype=x.dtype, device=x.device)
+
+        def assemble(g1: Tensor, gc: list[Tensor], gg: list[Tensor], last: Tensor) -> Tensor:
+            if k1:
+                mid = torch.cat([torch.stack(gc, 1), torch.stack(gg, 1)], 2).reshape(n, -1)
+                return torch.cat([g1, mid, last], 1)
+            return torch.cat([g1, last], 1)
+
+        grad = assemble(ga1, ga_conv, ga_aug, ones) @ self.wx
+
+        def hvp(v: Tensor) -> Tensor:
+            ad = v @ self.wx.t()  # ȧ (tangent of every affine map)
+            ad1 = ad[:, :w]
+            rd = ad[:, w:-1].reshape(n, k1, w)
+            ad_conv, ad_aug = rd[:, :, :nc].unbind(1), rd[:, :, nc:]
+            hd_aug = (s_aug_all * ad_aug).unbind(1)
+            # ∂/∂δ part of the aug units' gradient tangent, all layers at once
+            curv_aug = ((s_aug_all - s_aug_all * s_aug_all) * ad_aug).unbind(1)
+            hd = s1 * ad1
+            pred = []
+            for k in range(k1):
+                pd = hd @ pos[k].t() + ad_conv[k]
+                pred.append(pd)
+                hd = torch.cat([sig[k] * pd, hd_aug[k]], 1)
+            dd = torch.zeros(n, w, dtype=x.dtype, device=x.device)  # δ̇_K = 0
+            gc, gg = [None] * k1, [None] * k1
+            for k in reversed(range(k1)):
+                dk = deltas[k]
+                sk = sig[k]
+                ud = dd[:, :nc] * sk + dk[:, :nc] * (sk - sk * sk) * pred[k]
+                gc[k] = ud
+                gg[k] = dd[:, nc:] * s_aug[k] + dk[:, nc:] * curv_aug[k]
+                dd = ud @ pos[k]
+            g1 = dd * s1 + delta1 * (s1 - s1 * s1) * ad1
+            return assemble(g1, gc, gg, torch.zeros_like(ones)) @ self.wx
+
+        return value, grad, hvp
+
+
+class ConvICNN(nn.Module):
+    """Convolutional input-augmented ICNN for images: x ``[n, C·H·W]`` → F(x) ``[n]``.
+
+    The layers of eq. (7) with 3×3 convolutions (stride 1, padding 1): the convex path uses
+    non-negative kernels softplus(V)/fan_in; the output is a non-negative per-channel
+    weighting of h_K averaged over pixels plus a linear term wᵀx.
+    """
+
+    def __init__(self, shape: tuple[int, int, int], width: int, depth: int,
+                 dtype: torch.dtype = torch.float32,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        c, hgt, wid = shape
+        if width < 2 or depth < 1:
+            raise ValueError(f"ConvICNN: width={width}, depth={depth}; expected width >= 2, "
+                             f"depth >= 1")
+        self.shape, self.width, self.depth = (c, hgt, wid), width, depth
+        self.d = c * hgt * wid
+        self.n_conv = width - width // 2
+        bound = 1.0 / math.sqrt(9 * c)
+        self.wx = _uniform((width * depth, c, 3, 3), bound, generator, dtype)
+        self.bx = _uniform((width * depth,), bound, generator, dtype)
+        self.wz = nn.ParameterList([_normal((self.n_conv, width, 3, 3), 0.0, 1.0, generator,
+                                            dtype) for _ in range(depth - 1)])
+        self.wout = _normal((width,), 0.0, 1.0, generator, dtype)
+        self.wlin = _uniform((self.d,), 1.0 / self.d, generator, dtype)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """F(x) ``[n]`` for flat images x ``[n, C·H·W]``."""
+        n = x.shape[0]
+        img = x.reshape(n, *self.shape)
+        a = F.conv2d(img, self.wx, self.bx, padding=1)  # every affine-in-x map at once
+        w, n_conv = self.width, self.n_conv
+        h = F.softplus(a[:, :w])
+        for k, v in enumerate(self.wz):
+            ak = a[:, (k + 1) * w:(k + 2) * w]
+            pos = F.softplus(v) / (9 * w)
+            h = torch.cat([F.softplus(F.conv2d(h, pos, padding=1) + ak[:, :n_conv]),
+                           F.softplus(ak[:, n_conv:])], 1)
+        out = (h.mean((2, 3)) * (F.softplus(self.wout) / w)).sum(1)
+        return out + x @ self.wlin
+
+
+class ConvexPotential(nn.Module):
+    """F_α(x) = α/2‖x‖² + β·F(x), α = softplus(a), β = softplus(b) (§3.1); x ``[n, d]`` →
+    ``[n]``. ∇F_α is one CP-Flow block; its Jacobian ∇²F_α ⪰ αI is positive definite."""
+
+    def __init__(self, icnn: nn.Module, alpha: float = 1.0, beta: float = 1.0) -> None:
+        super().__init__()
+        self.icnn = icnn
+        self.d = int(icnn.d)
+        dtype = next(icnn.parameters()).dtype
+        self.a = nn.Parameter(torch.tensor(inverse_softplus(alpha), dtype=dtype))
+        self.b = nn.Parameter(torch.tensor(inverse_softplus(beta), dtype=dtype))
+
+    @property
+    def alpha(self) -> Tensor:
+        """The strong-convexity constant α = softplus(a) (a scalar tensor)."""
+        return F.softplus(self.a)
+
+    @property
+    def closed_form(self) -> bool:
+        """Whether the ICNN provides closed-form derivatives (the fully connected one)."""
+        return hasattr(self.icnn, "derivatives")
+
+    def derivatives(self, x: Tensor, context: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """(F_α(x) ``[n]``, ∇F_α(x) ``[n, d]``, v ↦ ∇²F_α(x)v) with ∇²F_α = αI + β∇²F."""
+        alpha, beta = self.alpha, F.softplus(self.b)
+        value, grad, hvp = self.icnn.derivatives(x, context)
+        return (0.5 * alpha * x.square().sum(1) + beta * value, alpha * x + beta * grad,
+                lambda v: alpha * v + beta * hvp(v))
+
+    def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """F_α(x) ``[n]``."""
+        inner = self.icnn(x, context) if context is not None else self.icnn(x)
+        return 0.5 * self.alpha * x.square().sum(1) + F.softplus(self.b) * inner

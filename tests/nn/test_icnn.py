@@ -1,0 +1,90 @@
+"""ICNN of CP-Flow (arXiv:2012.05942, eq. 7): convexity, positive-definite Hessians, shapes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from otflows.linalg import hessian
+from otflows.nn.icnn import ICNN, ConvexPotential, ConvICNN, inverse_softplus
+
+
+def _icnn(d: int, seed: int = 0, context: int = 0, depth: int = 4) -> ICNN:
+    return ICNN(d, 12, depth, context=context, dtype=torch.float64,
+                generator=torch.Generator().manual_seed(seed))
+
+
+def test_inverse_softplus_round_trips():
+    for y in (1e-3, 0.5, 1.0, 7.0):
+        assert torch.nn.functional.softplus(torch.tensor(inverse_softplus(y),
+                                                         dtype=torch.float64)).item() \
+            == pytest.approx(y, rel=1e-12)
+    with pytest.raises(ValueError, match="y > 0"):
+        inverse_softplus(0.0)
+
+
+@pytest.mark.parametrize("d", [1, 3, 7])
+def test_icnn_is_convex_along_random_segments(d: int):
+    f = _icnn(d, seed=d)
+    gen = torch.Generator().manual_seed(1)
+    a, b = torch.randn(200, d, generator=gen, dtype=torch.float64) * 3, \
+        torch.randn(200, d, generator=gen, dtype=torch.float64) * 3
+    t = torch.rand(200, 1, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        lhs = f(t * a + (1 - t) * b)
+        rhs = t[:, 0] * f(a) + (1 - t[:, 0]) * f(b)
+    assert (lhs <= rhs + 1e-12).all()
+
+
+@pytest.mark.parametrize("d", [2, 5, 12])
+def test_strongly_convex_potential_has_hessian_at_least_alpha(d: int):
+    pot = ConvexPotential(_icnn(d, seed=3), alpha=0.3)
+    x = torch.randn(64, d, generator=torch.Generator().manual_seed(2), dtype=torch.float64) * 2
+    h = hessian(pot, x)
+    assert torch.allclose(h, h.transpose(1, 2), atol=1e-12)
+    eig = torch.linalg.eigvalsh(h)
+    assert (eig >= 0.3 - 1e-10).all()  # ∇²F_α ⪰ αI ≻ 0
+    assert pot.alpha.item() == pytest.approx(0.3)
+
+
+def test_partially_convex_network_is_convex_in_x_for_each_context():
+    f = _icnn(3, seed=5, context=4)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(50, 3, generator=gen, dtype=torch.float64)
+    c = torch.randn(50, 4, generator=gen, dtype=torch.float64)
+    h = hessian(lambda u: f(u, c.repeat_interleave(3, 0)), x)
+    assert (torch.linalg.eigvalsh(h) >= -1e-12).all()
+    with pytest.raises(ValueError, match="conditional"):
+        f(x)
+
+
+def test_conv_icnn_shapes_and_convexity():
+    f = ConvICNN((1, 6, 6), width=6, depth=3, dtype=torch.float64,
+                 generator=torch.Generator().manual_seed(0))
+    gen = torch.Generator().manual_seed(4)
+    a, b = torch.randn(20, 36, generator=gen, dtype=torch.float64), \
+        torch.randn(20, 36, generator=gen, dtype=torch.float64)
+    with torch.no_grad():
+        assert f(a).shape == (20,)
+        assert (f(0.5 * (a + b)) <= 0.5 * (f(a) + f(b)) + 1e-12).all()
+
+
+def test_bad_sizes_raise():
+    with pytest.raises(ValueError, match="width >= 2"):
+        ICNN(2, 1, 3)
+
+
+@pytest.mark.parametrize("depth,context", [(1, 0), (2, 0), (5, 0), (3, 4)])
+def test_closed_form_derivatives_match_autograd(depth: int, context: int):
+    pot = ConvexPotential(_icnn(5, seed=depth, context=context, depth=depth), alpha=0.7)
+    gen = torch.Generator().manual_seed(8)
+    x = torch.randn(9, 5, generator=gen, dtype=torch.float64).requires_grad_(True)
+    c = torch.randn(9, context, generator=gen, dtype=torch.float64) if context else None
+    v = torch.randn(9, 5, generator=gen, dtype=torch.float64)
+    f = pot(x, c)
+    g = torch.autograd.grad(f.sum(), x, create_graph=True)[0]
+    hv = torch.autograd.grad(g, x, v)[0]
+    value, grad, hvp = pot.derivatives(x, c)
+    assert torch.allclose(value, f, atol=1e-12)
+    assert torch.allclose(grad, g, atol=1e-12)
+    assert torch.allclose(hvp(v), hv, atol=1e-12)
