@@ -43,12 +43,14 @@ def test_runs_exist_only_with_the_raw_file(tmp_path):
     cfg = load_params([ROOT / "params.yaml"], SCHEMA)
     assert not [e for e in all_experiments(cfg, tmp_path) if e.dataset == "miniboone"]
     missing = experiments_not_run(cfg, tmp_path)
-    assert len(missing) == 10 and {m["reason"] for m in missing} == {REASON}
+    assert len(missing) == 10 + 1 and {m["reason"] for m in missing} == {REASON}  # + CP-Flow
     assert {(m["method"], m["experiment"]) for m in missing} >= {("otflow", "miniboone-a0.5"),
                                                                   ("jko", "miniboone-a50")}
     place_stand_in(tmp_path)
     runs = [e for e in all_experiments(cfg, tmp_path) if e.dataset == "miniboone"]
     assert experiments_not_run(cfg, tmp_path) == []
+    assert [e.key for e in runs if e.method == "cpflow"] == ["cpflow/miniboone"]
+    runs = [e for e in runs if e.method != "cpflow"]
     assert len(runs) == 10 and {e.sweep for e in runs} == {"jko_miniboone"}
     for e in runs:
         assert e.data == "data/processed/miniboone.npz"
@@ -57,7 +59,7 @@ def test_runs_exist_only_with_the_raw_file(tmp_path):
     toy = all_experiments(cfg, tmp_path)[0]
     assert toy.data == toy.data_path == f"data/processed/toy/{toy.dataset}.npz"
     cfg["data"]["miniboone"]["source"] = "uci"  # the uci source needs its own file
-    assert len(experiments_not_run(cfg, tmp_path)) == 10
+    assert len(experiments_not_run(cfg, tmp_path)) == 10 + 1
 
 
 def test_not_run_list(tmp_path):
@@ -79,7 +81,8 @@ def stand_in_runs(tmp_path_factory) -> Path:
     data = work / "data/processed/miniboone.npz"
     assert main(["prepare", "miniboone", "--source", "maf", "--raw", str(raw),
                  "--out", str(data)]) == 0
-    for e in [e for e in all_experiments(smoke_config(), work) if e.dataset == "miniboone"]:
+    for e in [e for e in all_experiments(smoke_config(), work)
+              if e.dataset == "miniboone" and e.method in ("otflow", "jko")]:
         ckpt = work / f"results/checkpoints/{e.method}/{e.name}/model.pt"
         common = ["--method", e.method, "--experiment", e.name, "--dataset", e.dataset,
                   "--data", str(data)]

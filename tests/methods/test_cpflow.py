@@ -265,3 +265,27 @@ def test_amortised_vae_trains_resumes_and_scores(posterior: str):
     assert r.train_step()["loss"] == nxt
     ev = t.evaluate(np.zeros((10, 784)), 10, 0)
     assert math.isfinite(ev.metrics["neg_elbo_nats"]) and ev.samples.shape == (64, 784)
+
+
+def test_miniboone_run_config_trains_and_its_table_cites_the_paper(tmp_path):
+    """The Table 1 run on a 43-D stand-in (MINIBOONE's shape), then its table."""
+    from otflows.config import load_params
+    from otflows.experiments import _cpflow_miniboone_runs
+    from otflows.tables import TABLES
+
+    root = __import__("pathlib").Path(__file__).resolve().parents[2]
+    cfg = load_params([root / "params.yaml", root / "config/smoke.yaml"],
+                      root / "schemas/params.schema.yaml")
+    (run,) = _cpflow_miniboone_runs(cfg)
+    data = np.random.default_rng(0).standard_normal((200, 43))
+    t = make_trainer(run.cfg, data, 0, torch.device("cpu"))
+    while t.step_index < t.n_steps:
+        assert math.isfinite(t.train_step()["loss"])
+    ev = t.evaluate(data[:40], 5, 0)
+    metrics = tmp_path / "miniboone.json"
+    metrics.write_text(__import__("json").dumps({"method": "cpflow", "experiment": "miniboone",
+                                                 "dataset": "miniboone", **ev.metrics}))
+    md = tmp_path / "t.md"
+    TABLES["cpflow-miniboone"]([metrics], md, tmp_path / "t.csv")
+    text = md.read_text()
+    assert "| CP-Flow (paper) | 10.58 |" in text and "| CP-Flow (ours) |" in text

@@ -173,6 +173,11 @@ class DensityTrainer:
         init = torch.Generator(device="cpu")
         init.manual_seed(self.seed + 1)
         self.flow = build_flow(cfg, self.d, init).to(self.device)
+        if cfg.architecture == "fc":  # data-dependent initialisation of every ICNN block
+            h = self.train[:1024]
+            for pot in self.flow.blocks:
+                pot.icnn.initialize_from_data(h)
+                h = pot.derivatives(h)[1].detach()
         self.baseline: nn.Module | None = None
         self.hidden = 0
         if cfg.model != "cpflow":

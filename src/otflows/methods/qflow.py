@@ -33,12 +33,19 @@ flow step (the paper notes they are already computed) with fresh samples of the 
 side; the bridge of the ratio net and of TRE-on-Q-flow is P_{t_k} = (T_0^{t_k})#P for
 k < L and the Q samples themselves at k = L (so the telescoped estimate stays consistent
 when T_0^1#P ≠ Q exactly); the ratio grid is integrated with max(1, ⌈K·S/L⌉) sub-steps per
-interval; TRE's waymarks use α_k = k/L. Adam for every network.
+interval; bridge minibatches are drawn independently at every k; the initial flow uses
+``lr`` and Algorithm 1 a separate, smaller ``refine_lr`` (the classifier-KL term is
+adversarial: at the initial-flow step size the flow exploits r₁ and diverges); TRE's
+waymarks use α_k = k/L; Adam for every network; the two-CNF initialisation of §3.3 is not
+implemented (the linear interpolant is). §4.4: the ratio net is trained between F⁻¹#P and
+N(0, I), not in pixel space (log p − log q is invariant under the common bijection F),
+and BPD comes from log p̂ = log q − ∫ r ds; the improved sampler (F ∘ T_1^0)#N(0, I) is
+not scored.
 
 Tasks (``cfg["task"]``): ``toy`` — P = N(0, I), Q = the toy samples (the shared 2-D
 benchmark; log-density by the instantaneous change of variables with the exact divergence);
 ``pair`` — P = ``train``, Q = ``arrays["train_q"]`` (GMMs, moons ↔ checkerboard, MI,
-VAE latents; see ``otflows.data.pairs`` for the file layout).
+VAE latents, energy-based MNIST; see ``otflows.data.pairs`` for the file layout).
 """
 
 from __future__ import annotations

@@ -35,6 +35,11 @@ def inverse_softplus(y: float) -> float:
     return y + math.log(-math.expm1(-y))
 
 
+def _softplus_inverse(y: Tensor) -> Tensor:
+    """Elementwise a with softplus(a) = y > 0."""
+    return y + torch.log(-torch.expm1(-y))
+
+
 def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator | None,
              dtype: torch.dtype) -> nn.Parameter:
     u = torch.rand(shape, generator=gen, dtype=torch.float64)
@@ -97,6 +102,40 @@ class ICNN(nn.Module):
         out = h @ (F.softplus(self.wout) / w).t()
         return out.squeeze(1) + a[:, -1]
 
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor, context: Tensor | None = None) -> None:
+        """Data-dependent initialisation (in the spirit of the ActNorm layers of the published
+        code): rescale and shift every unit so that its pre-activation has mean 0 and std 1
+        on ``x`` ``[n, d]``. Only positive factors multiply the positive weights (V is
+        re-solved so that softplus(V) is scaled), so the network stays convex in x. Without
+        it, deep averaging leaves the units in softplus's linear regime and training first
+        sits on a long plateau where F_α is nearly quadratic."""
+        w, nc, k1 = self.width, self.n_conv, self.depth - 1
+
+        def standardise(rows: slice, pre: Tensor) -> Tensor:
+            mean, std = pre.mean(0), pre.std(0).clamp_min(1e-6)
+            self.wx[rows] /= std[:, None]
+            self.bx[rows] = (self.bx[rows] - mean) / std
+            if self.context:
+                self.wc[rows] /= std[:, None]
+            return std
+
+        def affine(rows: slice) -> Tensor:
+            a = x @ self.wx[rows].t() + self.bx[rows]
+            return a + context @ self.wc[rows].t() if self.context else a
+
+        standardise(slice(0, w), affine(slice(0, w)))
+        h = F.softplus(affine(slice(0, w)))
+        for k, v in enumerate(self.wz):
+            start = w + k * w
+            conv, aug = slice(start, start + nc), slice(start + nc, start + w)
+            standardise(aug, affine(aug))
+            pre = h @ (F.softplus(v) / w).t() + affine(conv)
+            std = standardise(conv, pre)
+            v.copy_(_softplus_inverse(F.softplus(v) / std[:, None]))
+            h = torch.cat([F.softplus(h @ (F.softplus(v) / w).t() + affine(conv)),
+                           F.softplus(affine(aug))], 1)
 
     def derivatives(self, x: Tensor, context: Tensor | None = None
                     ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
