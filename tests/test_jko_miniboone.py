@@ -157,9 +157,11 @@ def test_stand_in_puts_the_miniboone_runs_in_the_dag(tmp_path):
     place_stand_in(tmp_path)
     with_data, out = _planned(tmp_path)
     assert with_data["prepare_miniboone"] == 1 and with_data["table_jko_miniboone"] == 1
-    assert with_data["train"] == jobs["train"] + 2 == with_data["evaluate"]
+    # + 2 JKO-Flow/OT-Flow runs (smoke: one alpha) + 1 CP-Flow Table 1 run
+    assert with_data["train"] == jobs["train"] + 2 + 1 == with_data["evaluate"]
     assert with_data["figure_jko_miniboone_slices"] == 1
     assert with_data["figure_jko_miniboone_iterations"] == 1
     assert "results/checkpoints/jko/miniboone-a5/model.pt" in out
     assert "results/checkpoints/otflow/miniboone-a5/model.pt" in out
+    assert with_data["table_cpflow_miniboone"] == 1 and "table_cpflow_miniboone" not in jobs
     assert "download_miniboone" not in with_data  # a present file is used as is
