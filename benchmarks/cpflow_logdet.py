@@ -84,9 +84,10 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--dims", type=int, nargs="+", default=list(CASES), choices=list(CASES))
     args = p.parse_args()
     print(f"{'d':>4s} {'step':28s} {'median ms':>10s} {'peak MB':>9s}")
-    for d in CASES:
+    for d in args.dims:
         reps = args.repeats if d != 784 else 2
         rows = [(f"surrogate, {k} CG iterations", run(d, "surrogate", k, args.threads, reps))
                 for k in (2, 8, 32)]
