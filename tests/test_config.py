@@ -35,7 +35,7 @@ def test_defaults_fill_missing_sections():
         (lambda c: c["jko"].update(datasets=["moons", "mnist"]),
          r"jko\.datasets\[1\]: 'mnist' is not one of"),
         (lambda c: c["otflow"].update(widht=3), r"otflow\.widht: unknown key"),
-        (lambda c: c.update(cpflow={}), r"cpflow: unknown key"),
+        (lambda c: c.update(realnvp={}), r"realnvp: unknown key"),
         (lambda c: c["tracking"].update(experiment="x; rm -rf /"),
          r"tracking\.experiment: 'x; rm -rf /' is not allowed"),
         (lambda c: c["tracking"].update(uri="sqlite:///a.db`id`"), r"tracking\.uri"),
