@@ -69,3 +69,14 @@ def resolve_device(name: str) -> torch.device:
         raise RuntimeError("device 'cuda' requested but torch.cuda.is_available() is False; "
                            "set device: auto or cpu in params.yaml")
     return torch.device(name)
+
+
+def checked_tensor(a: np.ndarray, name: str, dtype: torch.dtype, device: torch.device,
+                   d: int | None = None) -> torch.Tensor:
+    """``a`` ``[n, d]`` as a tensor, after checking its shape and that it is finite."""
+    arr = np.asarray(a)
+    if arr.ndim != 2 or (d is not None and arr.shape[1] != d):
+        raise ValueError(f"{name} has shape {arr.shape}; expected [n, {d or 'd'}]")
+    if not np.isfinite(arr).all():
+        raise ValueError(f"{name} holds non-finite values")
+    return torch.as_tensor(arr, dtype=dtype, device=device)

@@ -35,7 +35,7 @@ from torch import Tensor, nn
 
 from otflows.data.coupling import gaussian_entropy, gaussian_w2_squared
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
-from otflows.methods.base import Evaluation
+from otflows.methods.base import Evaluation, checked_tensor
 from otflows.methods.cpflow_baselines import BASELINES, build_baseline, matched_hidden, n_parameters
 from otflows.methods.cpflow_core import CPFlow
 from otflows.nn.icnn import ICNN, ConvexPotential, ConvICNN
@@ -143,14 +143,6 @@ def build_flow(cfg: CPFlowConfig, d: int, generator: torch.Generator,
     return CPFlow(pots)
 
 
-def _as_tensor(x: np.ndarray, what: str, dtype: torch.dtype, device: torch.device,
-               d: int | None = None) -> Tensor:
-    arr = np.asarray(x)
-    if arr.ndim != 2 or (d is not None and arr.shape[1] != d):
-        raise ValueError(f"{what} has shape {arr.shape}; expected [n, {d or 'd'}]")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{what} holds non-finite values")
-    return torch.as_tensor(arr, dtype=dtype, device=device)
 
 
 class DensityTrainer:
@@ -163,7 +155,7 @@ class DensityTrainer:
         self.cfg = cfg
         self.device = torch.device(device)
         self.dtype = _DTYPES[cfg.dtype]
-        self.train = _as_tensor(train, "train", self.dtype, self.device)
+        self.train = checked_tensor(train, "train", self.dtype, self.device)
         self.n, self.d = self.train.shape
         if self.n < 1:
             raise ValueError("train split is empty")
@@ -198,7 +190,7 @@ class DensityTrainer:
             raise ValueError("task 'coupling' needs the Gaussian data file's `cov` array "
                              "(otflows prepare gaussian)")
         monitor = arrays.get("test", train)
-        self.monitor_set = _as_tensor(np.asarray(monitor)[:500], "monitor set", self.dtype,
+        self.monitor_set = checked_tensor(np.asarray(monitor)[:500], "monitor set", self.dtype,
                                       self.device, self.d)
         self.curve: list[list[float]] = []  # [step, KL (nats), E‖x − f(x)‖²]
 
@@ -291,7 +283,7 @@ class DensityTrainer:
 
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """log p(x) in nats ``[n]`` (exact log det where d ≤ exact_max_dim, else SLQ)."""
-        xt = _as_tensor(x, "x", self.dtype, self.device, self.d)
+        xt = checked_tensor(x, "x", self.dtype, self.device, self.d)
         gen = torch.Generator().manual_seed(0)
         out = [self._log_prob(b, gen).detach() for b in self._batches(xt)]
         return torch.cat(out).double().cpu().numpy() if out else np.zeros(0)
@@ -318,7 +310,7 @@ class DensityTrainer:
         """Test NLL (nats; exact log det or SLQ), its SLQ estimate on up to 200 points,
         transport cost E‖x − f(x)‖², inversion error of sampling and of f⁻¹(f(x)) (L-BFGS),
         bits/dim for images, the coupling gap to W₂² for Gaussian data, and samples."""
-        x = _as_tensor(test, "test", self.dtype, self.device, self.d)
+        x = checked_tensor(test, "test", self.dtype, self.device, self.d)
         if x.shape[0] < 1:
             raise ValueError("evaluate: the test split is empty")
         gen = torch.Generator().manual_seed(int(seed))

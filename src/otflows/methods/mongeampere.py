@@ -39,7 +39,7 @@ from torch import Tensor, nn
 
 from otflows.data.ising import IsingProblem, ising_energy, lattice_permutations, sample_spins
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
-from otflows.methods.base import Evaluation
+from otflows.methods.base import Evaluation, checked_tensor
 from otflows.ode import rk4
 
 __all__ = [
@@ -376,14 +376,6 @@ def sample_flow(potential: SoftplusPotential, z: Tensor, epsilon: float, steps: 
 
 
 # ------------------------------------------------------------------------------- trainers
-def _as_tensor(a: np.ndarray, name: str, dtype: torch.dtype, device: torch.device,
-               d: int | None = None) -> Tensor:
-    arr = np.asarray(a)
-    if arr.ndim != 2 or (d is not None and arr.shape[1] != d):
-        raise ValueError(f"{name} has shape {arr.shape}; expected [n, {d or 'd'}]")
-    if not np.isfinite(arr).all():
-        raise ValueError(f"{name} contains non-finite values")
-    return torch.as_tensor(arr, dtype=dtype, device=device)
 
 
 class _Trainer:
@@ -468,10 +460,10 @@ class DensityTrainer(_Trainer):
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise ValueError(f"train has shape {arr.shape}; expected [n, d] with n >= 1")
         super().__init__(cfg, arr.shape[1], seed, device)
-        self.train = _as_tensor(arr, "train", self.dtype, self.device)
+        self.train = checked_tensor(arr, "train", self.dtype, self.device)
         self.d = self.train.shape[1]
         self.logit_lambda = logit_lambda  # set: images in logit space (MNIST, §4.1)
-        self.monitor_set = (None if test is None or cfg.monitor == 0 else _as_tensor(
+        self.monitor_set = (None if test is None or cfg.monitor == 0 else checked_tensor(
             np.asarray(test)[: cfg.monitor], "test", self.dtype, self.device, self.d))
         self.steps_per_epoch = -(-self.train.shape[0] // cfg.batch_size)
         self.n_steps = cfg.epochs * self.steps_per_epoch
@@ -528,7 +520,7 @@ class DensityTrainer(_Trainer):
     @torch.no_grad()
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """ln p(x, T) in nats ``[n]`` for x ``[n, d]``."""
-        xt = _as_tensor(x, "x", self.dtype, self.device, self.d)
+        xt = checked_tensor(x, "x", self.dtype, self.device, self.d)
         out = [-negative_log_likelihood(self.potential, b, self.cfg.epsilon,
                                         self.cfg.steps)[0] for b in self._batches(xt)]
         return torch.cat(out).double().cpu().numpy()
@@ -536,7 +528,7 @@ class DensityTrainer(_Trainer):
     @torch.no_grad()
     def flow_path(self, x: np.ndarray, n_frames: int) -> np.ndarray:
         """x ``[n, d]`` integrated back to the latent space, ``[n_frames, n, d]`` (Fig. 3b)."""
-        xt = _as_tensor(x, "x", self.dtype, self.device, self.d)
+        xt = checked_tensor(x, "x", self.dtype, self.device, self.d)
         every = max(1, self.cfg.steps // max(1, n_frames - 1))
         out = integrate(self.potential, xt, self.cfg.epsilon, self.cfg.steps, reverse=True,
                         record_every=every)
@@ -558,7 +550,7 @@ class DensityTrainer(_Trainer):
         transport cost ∫‖∇ϕ‖²dt, inversion error ‖F(F⁻¹(x)) − x‖ of reverse-then-forward
         integration (large when the learned flow contracts strongly: the generative
         direction then amplifies every rounding error), and ``n_samples`` samples."""
-        x = _as_tensor(test, "test", self.dtype, self.device, self.d)
+        x = checked_tensor(test, "test", self.dtype, self.device, self.d)
         if x.shape[0] < 1:
             raise ValueError("evaluate: the test split is empty")
         nll, fine, kin, back = [], [], [], []
@@ -677,7 +669,7 @@ class IsingTrainer(_Trainer):
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """ln p(x, T) ``[n]`` of the flow; symmetrised: of the flow for one fixed sequence of
         group elements (seed 0), i.e. one member of the paper's random mixture."""
-        xt = _as_tensor(x, "x", self.dtype, self.device, self.d)
+        xt = checked_tensor(x, "x", self.dtype, self.device, self.d)
         gen = torch.Generator(device="cpu")
         gen.manual_seed(0)
         out = []
