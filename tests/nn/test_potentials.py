@@ -104,7 +104,7 @@ def test_chunked_trace_is_independent_of_chunk_size(monkeypatch):
     r = torch.randn(37, dtype=F64)
     whole = phi.grad_and_laplacian(s).laplacian
     g_whole = torch.autograd.grad((whole * r).sum(), [s, phi.K[0]])
-    monkeypatch.setattr(potentials, "_CHUNK_ELEMENTS", 8 * 5 * 6)  # chunks of 6, last of 1
+    monkeypatch.setattr(potentials, "_CHUNK_BYTES", 8 * 5 * 6 * 8)  # float64 chunks of 6, last of 1
     chunked = phi.grad_and_laplacian(s).laplacian
     g_chunked = torch.autograd.grad((chunked * r).sum(), [s, phi.K[0]])
     torch.testing.assert_close(chunked, whole, rtol=1e-13, atol=1e-13)

@@ -34,9 +34,10 @@ from torch.autograd.function import once_differentiable
 
 __all__ = ["OTFlowPotential", "PotentialDerivatives", "log_cosh2"]
 
-# Elements of one [m, d, chunk] block of the chunked trace: 2**18 floats (1 MiB in float32)
-# keeps the block, its image and the backward buffers in cache while the GEMMs stay large.
-_CHUNK_ELEMENTS = 1 << 18
+# Bytes of one [m, d, chunk] block of the chunked trace: 1 MiB (2**18 float32, 2**17 float64)
+# keeps the block, its image and the backward buffers in cache while the GEMMs stay large
+# (benchmarks/train_step.py toy config: 2 MiB float64 blocks were ~1.5x slower).
+_CHUNK_BYTES = 1 << 20
 
 
 def log_cosh2(x: Tensor) -> Tensor:
@@ -78,7 +79,8 @@ def _trace_pass(
     """
     m, n = spT.shape
     d = Kx.shape[1]
-    n_chunks = max(1, -(-n // max(1, _CHUNK_ELEMENTS // (m * d))))
+    per_chunk = max(1, _CHUNK_BYTES // (spT.element_size() * m * d))
+    n_chunks = max(1, -(-n // per_chunk))
     chunk = max(1, -(-n // n_chunks))  # balanced chunks
     block = chunk * m * d
     t = spT.new_empty(n)
