@@ -22,6 +22,20 @@ def samples_path(e):
     return f"results/samples/{e.method}/{e.name}.npz"
 
 
+def init_inputs(e):
+    """Model and history of the run that ``e`` continues from (JKO from single shot), or []."""
+    if not e.init_from:
+        return []
+    method, name = e.init_from.split("/", 1)
+    return [f"results/checkpoints/{method}/{name}/model.pt", f"results/plots/{method}/{name}.csv"]
+
+
+def init_flags(e):
+    """CLI flags naming init_inputs(e); empty for a run trained from scratch."""
+    files = init_inputs(e)
+    return f"--init-from {files[0]} --init-history {files[1]}" if files else ""
+
+
 def record_path(e):
     return f"results/records/{e.method}/{e.name}.json"
 

@@ -4,6 +4,7 @@
 rule train:
     input:
         data=lambda w: experiment(w).data,
+        init=lambda w: init_inputs(experiment(w)),
     output:
         model="results/checkpoints/{method}/{exp}/model.pt",
         history="results/plots/{method}/{exp}.csv",
@@ -11,6 +12,7 @@ rule train:
     params:
         cfg=lambda w: experiment(w).cfg_json(),
         dataset=lambda w: experiment(w).dataset,
+        init=lambda w: init_flags(experiment(w)),
         seed=config["seed"],
         device=config["device"],
     wildcard_constraints:
@@ -25,7 +27,7 @@ rule train:
     shell:
         "otflows train --method {wildcards.method} --experiment {wildcards.exp}"
         " --dataset {params.dataset} --data {input.data} --config {params.cfg:q}"
-        " --seed {params.seed} --device {params.device} --threads {threads}"
+        " {params.init} --seed {params.seed} --device {params.device} --threads {threads}"
         " --checkpoint-every " + str(config["run"]["checkpoint_every"]) +
         " --log-every " + str(config["run"]["log_every"]) +
         " --out {output.model} --history {output.history} --record {output.record}"

@@ -115,10 +115,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     out = Path(args.out)
     resume = out.with_name("resume.pt")
     started_ms = int(time.time() * 1000)
+    history, seconds = [], 0.0
+    if args.init_from:
+        history, seconds = _continue_from(trainer, cfg, args.init_from, args.init_history)
     try:
         result = run_training(trainer, run_key=key, config_hash=chash, resume_path=resume,
                               checkpoint_every=args.checkpoint_every,
-                              log_every=args.log_every, progress=not args.no_progress)
+                              log_every=args.log_every, progress=not args.no_progress,
+                              history=history, seconds=seconds)
     except DivergenceError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_DIVERGED
@@ -145,6 +149,31 @@ def cmd_train(args: argparse.Namespace) -> int:
     save_checkpoint({"meta": meta, "config": cfg, "state": result.state}, out)
     resume.unlink(missing_ok=True)
     return 0
+
+
+def _continue_from(trainer, cfg: dict, checkpoint: str, history_csv: str | None
+                   ) -> tuple[list[dict[str, float]], float]:
+    """Put a JKO trainer at subproblem 2 from a finished single-shot run of the same config;
+    return that run's history (tagged subproblem 1) and training seconds."""
+    from otflows.checkpoint import load_checkpoint
+
+    if not hasattr(trainer, "continue_from_single_shot"):
+        raise SystemExit(f"error: --init-from is for JKO-Flow runs; {type(trainer).__name__} "
+                         f"cannot continue from another run")
+    ckpt = load_checkpoint(checkpoint)
+    expected = {**cfg, "K": 1}
+    if ckpt.get("config") != expected:
+        raise SystemExit(f"error: {checkpoint} was trained with {ckpt.get('config')}; JKO "
+                         f"subproblem 1 needs exactly {expected}")
+    trainer.continue_from_single_shot(ckpt["state"])
+    rows: list[dict[str, float]] = []
+    if history_csv:
+        lines = Path(history_csv).read_text().splitlines()
+        head = lines[0].split(",")
+        for line in lines[1:]:
+            row = {k: float(v) for k, v in zip(head, line.split(","), strict=True) if v}
+            rows.append({**row, "subproblem": 1.0})
+    return rows, float(ckpt["meta"]["train_seconds"])
 
 
 # --------------------------------------------------------------------------- evaluate
@@ -284,6 +313,9 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--checkpoint-every", type=int, default=100)
     tr.add_argument("--log-every", type=int, default=10)
     tr.add_argument("--no-progress", action="store_true")
+    tr.add_argument("--init-from", help="JKO-Flow: the finished single-shot model.pt to "
+                    "continue from (its training is subproblem 1)")
+    tr.add_argument("--init-history", help="that run's history CSV, prepended to this one's")
     tr.set_defaults(func=cmd_train)
     ev.add_argument("--checkpoint", required=True)
     ev.add_argument("--eval-samples", type=int, default=5000)

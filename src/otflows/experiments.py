@@ -34,6 +34,9 @@ class Experiment:
     density_grid: int = 0  # >0: evaluate log-density on a grid (2-D figures)
     benchmark: bool = False  # shown in the cross-method toy benchmark and Fig. 2
     data_path: str = ""  # prepared .npz with `train` and `test`; empty: the toy file
+    # "<method>/<name>" of a finished run this one continues from (JKO-Flow from its
+    # single-shot run, whose training is exactly JKO's subproblem 1); empty: from scratch
+    init_from: str = ""
 
     @property
     def data(self) -> str:
@@ -62,9 +65,10 @@ def _otflow_runs(config: dict) -> list[Experiment]:
     def add(sweep: str, dataset: str, name: str, alpha: float, width: int, grid: bool) -> None:
         for method, k in (("otflow", 1), ("jko", jko["K"])):
             cfg = {**solver, "alpha": float(alpha), "width": int(width), "K": int(k)}
+            init = f"otflow/{name}" if method == "jko" and int(k) > 1 else ""
             runs.append(Experiment(method, name, dataset, sweep, cfg, eval_samples,
                                    DENSITY_GRID if grid else 0, grid,
-                                   f"data/processed/toy/{dataset}.npz"))
+                                   f"data/processed/toy/{dataset}.npz", init))
 
     for ds in jko["datasets"]:
         for alpha in jko["alphas"]:

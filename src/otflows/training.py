@@ -46,10 +46,16 @@ def run_training(
     log_every: int,
     on_log: Callable[[int, dict[str, float]], None] | None = None,
     progress: bool = True,
+    history: list[dict[str, float]] | None = None,
+    seconds: float = 0.0,
 ) -> TrainResult:
-    """Train to completion, resuming from ``resume_path`` when it holds this config's state."""
-    history: list[dict[str, float]] = []
-    seconds = 0.0
+    """Train to completion, resuming from ``resume_path`` when it holds this config's state.
+
+    ``history`` and ``seconds``: what an earlier run this one continues from logged and took
+    (a resumed checkpoint replaces both).
+    """
+    history = list(history or [])
+    seconds = float(seconds)
     resumed_from = 0
     if resume_path.exists():
         saved = load_checkpoint(resume_path)

@@ -54,6 +54,29 @@ def test_k_equal_one_reproduces_otflow_exactly():
     assert np.array_equal(a.log_density(_data(30)), b.log_density(_data(30)))
 
 
+def test_continuing_from_the_single_shot_run_equals_training_from_scratch():
+    cfg = {**CFG, "K": 3}
+    scratch = jko.make_trainer(cfg, _data(), 4, CPU)
+    while scratch.step_index < scratch.n_steps:
+        scratch.train_step()
+    single = otflow.make_trainer({**cfg, "K": 1}, _data(), 4, CPU)
+    while single.step_index < single.n_steps:
+        single.train_step()
+    cont = jko.make_trainer(cfg, _data(), 4, CPU)
+    cont.continue_from_single_shot(_round_trip(single.state_dict()))
+    assert cont.step_index == cfg["iters"] and len(cont.maps) == 1
+    while cont.step_index < cont.n_steps:
+        cont.train_step()
+    assert len(cont.maps) == len(scratch.maps) == 3
+    for ma, mb in zip(cont.maps, scratch.maps, strict=True):
+        for k in ma:
+            assert torch.equal(ma[k], mb[k]), k
+    with pytest.raises(ValueError, match="expected its last step"):
+        half = otflow.make_trainer({**cfg, "K": 1, "iters": 6}, _data(), 4, CPU)
+        half.train_step()
+        jko.make_trainer(cfg, _data(), 4, CPU).continue_from_single_shot(half.state_dict())
+
+
 def test_two_subproblems_keep_two_maps_and_push_the_data_forward():
     t = jko.make_trainer(CFG, _data(), 0, CPU)
     assert t.n_steps == 6
