@@ -156,6 +156,7 @@ def _continue_from(trainer, cfg: dict, checkpoint: str, history_csv: str | None
     """Put a JKO trainer at subproblem 2 from a finished single-shot run of the same config;
     return that run's history (tagged subproblem 1) and training seconds."""
     from otflows.checkpoint import load_checkpoint
+    from otflows.tracking import read_history
 
     if not hasattr(trainer, "continue_from_single_shot"):
         raise SystemExit(f"error: --init-from is for JKO-Flow runs; {type(trainer).__name__} "
@@ -166,14 +167,8 @@ def _continue_from(trainer, cfg: dict, checkpoint: str, history_csv: str | None
         raise SystemExit(f"error: {checkpoint} was trained with {ckpt.get('config')}; JKO "
                          f"subproblem 1 needs exactly {expected}")
     trainer.continue_from_single_shot(ckpt["state"])
-    rows: list[dict[str, float]] = []
-    if history_csv:
-        lines = Path(history_csv).read_text().splitlines()
-        head = lines[0].split(",")
-        for line in lines[1:]:
-            row = {k: float(v) for k, v in zip(head, line.split(","), strict=True) if v}
-            rows.append({**row, "subproblem": 1.0})
-    return rows, float(ckpt["meta"]["train_seconds"])
+    rows = read_history(Path(history_csv)) if history_csv else []
+    return [{**row, "subproblem": 1.0} for row in rows], float(ckpt["meta"]["train_seconds"])
 
 
 # --------------------------------------------------------------------------- evaluate

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_commit", "tracking_uri", "import_records"]
+__all__ = ["git_commit", "tracking_uri", "import_records", "read_history"]
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -44,7 +44,8 @@ def _flatten(prefix: str, obj: Any, out: dict[str, str]) -> None:
         out[prefix] = json.dumps(obj) if isinstance(obj, list) else str(obj)
 
 
-def _read_history(path: Path) -> list[dict[str, float]]:
+def read_history(path: Path) -> list[dict[str, float]]:
+    """Rows of a training history CSV (``otflows train --history``); [] if it is absent."""
     if not path.exists():
         return []
     with path.open() as fh:
@@ -86,7 +87,7 @@ def import_records(records: list[Path], results: Path, uri: str, experiment: str
         params["seed"] = str(record["seed"])
         ts = int(record["finished_ms"])
         metrics = [Metric(k, v, ts, int(row["step"]))
-                   for row in _read_history(results / "plots" / method / f"{name}.csv")
+                   for row in read_history(results / "plots" / method / f"{name}.csv")
                    for k, v in row.items() if k != "step"]
         final_path = results / "metrics" / method / f"{name}.json"
         if final_path.exists():
