@@ -43,7 +43,7 @@ def record_path(e):
 def runs(methods, sweep=None, dataset=None, benchmark=None):
     """Experiments of the given methods, optionally filtered."""
     return [e for e in EXPERIMENTS.values()
-            if e.method in methods and (sweep is None or e.sweep == sweep)
+            if e.method in methods and (sweep is None or e.in_sweep(sweep))
             and (dataset is None or e.dataset == dataset)
             and (benchmark is None or e.benchmark == benchmark)]
 

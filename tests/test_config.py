@@ -87,3 +87,20 @@ def test_paper_parameter_counts_match_table2_widths():
 def test_config_hash_ignores_key_order():
     assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
     assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def test_the_width_sweep_reuses_the_alpha_run_at_its_point():
+    # Table 2's m = 16 point (alpha 5; 50 for 2 Spirals) is Table 1's run: trained once.
+    cfg = validate_params(_params(), SCHEMA)
+    runs = [e for e in all_experiments(cfg) if e.method in ("otflow", "jko")]
+    width = [e for e in runs if e.in_sweep("jko_width")]
+    assert len(width) == 2 * len(cfg["jko"]["datasets"]) * len(cfg["jko"]["widths"])
+    m16 = {(e.method, e.dataset): e for e in width if e.cfg["width"] == cfg["otflow"]["width"]}
+    assert m16[("jko", "2spirals")].name == "alpha-2spirals-a50"
+    assert m16[("otflow", "moons")].name == "alpha-moons-a5"
+    assert all(e.sweep == "jko_alpha" for e in m16.values())
+    assert len({e.key for e in runs}) == len(runs)  # no run is listed twice
+    # an alpha outside the alpha sweep gets a run of its own
+    cfg["jko"]["default_width_alpha"] = 7
+    runs = [e for e in all_experiments(cfg) if e.method == "jko" and e.in_sweep("jko_width")]
+    assert {e.sweep for e in runs if e.dataset == "moons"} == {"jko_width"}

@@ -202,7 +202,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "alpha": cfg.get("alpha"), "K": cfg.get("K"), "width": cfg.get("width"),
                "benchmark": 1 if args.benchmark else None}
     metrics = {k: v for k, v in metrics.items() if v is not None}
-    arrays = {"samples": np.asarray(ev.samples, dtype=np.float64),
+    # the sweep values travel with the samples: a figure need not parse them from names
+    sweep_values = {k: np.asarray(float(cfg[k])) for k in ("alpha", "width")
+                    if isinstance(cfg.get(k), int | float) and not isinstance(cfg[k], bool)}
+    arrays = {"samples": np.asarray(ev.samples, dtype=np.float64), **sweep_values,
               **({"test": test} if "test" in data else {}),
               **{k: np.asarray(v) for k, v in ev.extras.items()}}
     if args.density_grid > 0 and test.shape[1] == 2:

@@ -37,6 +37,13 @@ class Experiment:
     # "<method>/<name>" of a finished run this one continues from (JKO-Flow from its
     # single-shot run, whose training is exactly JKO's subproblem 1); empty: from scratch
     init_from: str = ""
+    # further sweeps this run belongs to (the alpha run at the width sweep's alpha and the
+    # default width is also that sweep's point: trained once, shown in both)
+    also_in: tuple[str, ...] = ()
+
+    def in_sweep(self, sweep: str) -> bool:
+        """Whether the run is a point of ``sweep``."""
+        return sweep == self.sweep or sweep in self.also_in
 
     @property
     def data(self) -> str:
@@ -62,21 +69,28 @@ def _otflow_runs(config: dict) -> list[Experiment]:
     eval_samples = config["otflow"]["eval_samples"]
     runs: list[Experiment] = []
 
-    def add(sweep: str, dataset: str, name: str, alpha: float, width: int, grid: bool) -> None:
+    def add(sweep: str, dataset: str, name: str, alpha: float, width: int, grid: bool,
+            also_in: tuple[str, ...] = ()) -> None:
         for method, k in (("otflow", 1), ("jko", jko["K"])):
             cfg = {**solver, "alpha": float(alpha), "width": int(width), "K": int(k)}
             init = f"otflow/{name}" if method == "jko" and int(k) > 1 else ""
             runs.append(Experiment(method, name, dataset, sweep, cfg, eval_samples,
                                    DENSITY_GRID if grid else 0, grid,
-                                   f"data/processed/toy/{dataset}.npz", init))
+                                   f"data/processed/toy/{dataset}.npz", init, also_in))
 
+    alphas = [float(a) for a in jko["alphas"]]
     for ds in jko["datasets"]:
+        width_alpha = float(jko["width_alpha"].get(ds, jko["default_width_alpha"]))
+        # Table 2's point at the default width and its alpha is Table 1's run: train it once
+        shared = width_alpha in alphas and solver["width"] in jko["widths"]
         for alpha in jko["alphas"]:
             grid = float(alpha) == float(jko["benchmark_alpha"])
-            add("jko_alpha", ds, f"alpha-{ds}-a{_fmt(alpha)}", alpha, solver["width"], grid)
-        width_alpha = jko["width_alpha"].get(ds, jko["default_width_alpha"])
+            also = ("jko_width",) if shared and float(alpha) == width_alpha else ()
+            add("jko_alpha", ds, f"alpha-{ds}-a{_fmt(alpha)}", alpha, solver["width"], grid,
+                also)
         for width in jko["widths"]:
-            add("jko_width", ds, f"width-{ds}-m{width}", width_alpha, width, False)
+            if not (shared and width == solver["width"]):
+                add("jko_width", ds, f"width-{ds}-m{width}", width_alpha, width, False)
     return runs
 
 

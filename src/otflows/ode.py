@@ -12,7 +12,6 @@ from collections.abc import Callable
 
 import torch
 from torch import Tensor
-from torchdiffeq import odeint
 
 __all__ = ["dopri5", "rk4"]
 
@@ -60,4 +59,7 @@ def dopri5(
                          f"{tuple(t.shape)}")
     if rtol <= 0 or atol <= 0:
         raise ValueError(f"dopri5: rtol={rtol}, atol={atol}; both must be > 0")
+    # Imported here: torchdiffeq pulls in scipy (~0.4 s), which the RK4 users never need.
+    from torchdiffeq import odeint
+
     return odeint(func, y0, t, rtol=rtol, atol=atol, method="dopri5")

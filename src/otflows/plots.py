@@ -71,14 +71,14 @@ def figure_toys(inputs: list[Path], out: Path) -> None:
 
 def _sweep_grid(inputs: list[Path], out: Path, key: str, label: str, title: str) -> None:
     runs = _load_runs(inputs)
-    values = sorted({_sweep_value(r["experiment"], key) for r in runs})
+    values = sorted({_run_value(r, key) for r in runs})
     methods = [m for m in ("otflow", "jko") if any(r["method"] == m for r in runs)]
     fig, axes = plt.subplots(len(methods), len(values),
                              figsize=(2.6 * len(values), 2.6 * len(methods)), squeeze=False)
     lim = _limits(runs[0]["test"])
     for run in runs:
         i = methods.index(run["method"])
-        j = values.index(_sweep_value(run["experiment"], key))
+        j = values.index(_run_value(run, key))
         _hist(axes[i, j], run["samples"], lim)
         if i == 0:
             axes[i, j].set_title(f"{label} = {values[j]:g}")
@@ -86,6 +86,15 @@ def _sweep_grid(inputs: list[Path], out: Path, key: str, label: str, title: str)
             axes[i, j].set_ylabel(APPROACH.get(run["method"], run["method"]))
     fig.suptitle(title)
     save_figure(fig, out)
+
+
+_SWEEP_FIELDS = {"a": "alpha", "m": "width"}
+
+
+def _run_value(run: dict, key: str) -> float:
+    """The run's alpha (key "a") or width ("m"): saved with its samples, else from its name."""
+    field = _SWEEP_FIELDS[key]
+    return float(run[field]) if field in run else _sweep_value(run["experiment"], key)
 
 
 def _sweep_value(experiment: str, key: str) -> float:

@@ -56,6 +56,7 @@ from torch import Tensor, nn
 
 from otflows.methods.base import Evaluation
 from otflows.ode import dopri5, rk4
+from otflows.optim import Adam
 
 __all__ = [
     "DualTerms",
@@ -403,8 +404,8 @@ class EKPTrainer:
             torch.manual_seed(self.seed)
             self.phi = PotentialMLP(self.dim, cfg.width, cfg.n_layers).to(device)
             self.psi = PotentialMLP(self.dim, cfg.width, cfg.n_layers).to(device)
-        self.opt_phi = torch.optim.Adam(self.phi.parameters(), lr=cfg.lr)
-        self.opt_psi = torch.optim.Adam(self.psi.parameters(), lr=cfg.lr)
+        self.opt_phi = Adam(self.phi.parameters(), lr=cfg.lr)
+        self.opt_psi = Adam(self.psi.parameters(), lr=cfg.lr)
         # Batches and MC noise come from this generator only (CPU: bit-identical on resume).
         self.gen = torch.Generator().manual_seed(self.seed + 1)
         self._log_z: float | None = None

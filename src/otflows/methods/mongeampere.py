@@ -41,6 +41,7 @@ from otflows.data.ising import IsingProblem, ising_energy, lattice_permutations,
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
 from otflows.methods.base import Evaluation, checked_tensor
 from otflows.ode import rk4
+from otflows.optim import Adam
 
 __all__ = [
     "DensityConfig",
@@ -395,8 +396,8 @@ class _Trainer:
         self.optimizer = self._new_optimizer()
         self.step_index = 0
 
-    def _new_optimizer(self) -> torch.optim.Adam:
-        return torch.optim.Adam(self.potential.parameters(), lr=self.cfg.lr,
+    def _new_optimizer(self) -> Adam:
+        return Adam(self.potential.parameters(), lr=self.cfg.lr,
                                 weight_decay=self.cfg.weight_decay)
 
     def _randn(self, n: int, d: int) -> Tensor:

@@ -30,6 +30,7 @@ from torch import Tensor
 from otflows.methods.base import Evaluation
 from otflows.nn.potentials import OTFlowPotential
 from otflows.ode import rk4
+from otflows.optim import Adam
 
 __all__ = [
     "FlowOutput",
@@ -237,8 +238,8 @@ class OTFlowTrainer:
         self.n_steps = cfg.K * cfg.iters
         self.step_index = 0
 
-    def _new_optimizer(self) -> torch.optim.Adam:
-        return torch.optim.Adam(self.potential.parameters(), lr=self.cfg.lr,
+    def _new_optimizer(self) -> Adam:
+        return Adam(self.potential.parameters(), lr=self.cfg.lr,
                                 weight_decay=self.cfg.weight_decay)
 
     def _next_batch(self) -> Tensor:
