@@ -77,6 +77,11 @@ def _spread(values: list[float]) -> str:
     return f"{math.log10(max(values) / min(values)):.2f}" if len(values) > 1 else "–"
 
 
+def _range(values: list[float]) -> str:
+    """max − min: how much worse the row's worst setting is than its best, in MMD²."""
+    return _fmt(max(values) - min(values)) if len(values) > 1 else "–"
+
+
 def _paper_value(paper: dict, dataset: str, method: str, grid: list, value: float) -> float:
     try:
         return paper[dataset][method][grid.index(value)]
@@ -96,12 +101,13 @@ def _sweep_table(df: pd.DataFrame, column: str, paper: dict, grid: list, label: 
 
     values = sorted(df[column].unique())
     head = "| dataset | approach | " + " | ".join(f"{label}={v:g}" for v in values)
-    head += " | spread ours | spread paper |"
+    head += " | spread ours | spread paper | range ours | range paper |"
     lines = [f"# {title}", "",
              "Cells: MMD² ours (paper). `mmd2` uses exp(-‖x−y‖²), the kernel of the published "
              "code behind the paper's tables; `mmd2_half` (exp(-‖x−y‖²/2)) is in the CSV. "
-             "Spread: log10(max/min) across the row — smaller means less sensitive.", "",
-             head, "|" + "---|" * (len(values) + 4)]
+             "Spread: log10(max/min) across the row; range: max − min — smaller means less "
+             "sensitive to the setting.", "",
+             head, "|" + "---|" * (len(values) + 6)]
     for (dataset, method), g in df.groupby(["dataset", "method"], sort=True):
         by = dict(zip(g[column], zip(g["mmd2"], g["paper_mmd2"], strict=True), strict=True))
         k = int(g["K"].iloc[0])
@@ -110,7 +116,8 @@ def _sweep_table(df: pd.DataFrame, column: str, paper: dict, grid: list, label: 
         ours = [by[v][0] for v in values if v in by and by[v][0] > 0]
         theirs = [by[v][1] for v in values if v in by and by[v][1] > 0]
         lines.append(f"| {dataset} | {name} | " + " | ".join(cells)
-                     + f" | {_spread(ours)} | {_spread(theirs)} |")
+                     + f" | {_spread(ours)} | {_spread(theirs)} | {_range(ours)} | "
+                     f"{_range(theirs)} |")
     write_text("\n".join(lines) + "\n", out_md)
 
 
