@@ -203,8 +203,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                "benchmark": 1 if args.benchmark else None}
     metrics = {k: v for k, v in metrics.items() if v is not None}
     # the sweep values travel with the samples: a figure need not parse them from names
-    sweep_values = {k: np.asarray(float(cfg[k])) for k in ("alpha", "width")
-                    if isinstance(cfg.get(k), int | float) and not isinstance(cfg[k], bool)}
+    sweep_values = {k: np.asarray(float(metrics[k])) for k in ("alpha", "width") if k in metrics}
     arrays = {"samples": np.asarray(ev.samples, dtype=np.float64), **sweep_values,
               **({"test": test} if "test" in data else {}),
               **{k: np.asarray(v) for k, v in ev.extras.items()}}

@@ -27,7 +27,7 @@ class Adam:
     def __init__(self, params: Iterable[Tensor], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
                  weight_decay: float = 0.0) -> None:
-        self.params = [p for p in params]
+        self.params = list(params)
         if not self.params:
             raise ValueError("Adam: got an empty parameter list")
         for name, value in (("lr", lr), ("eps", eps), ("weight_decay", weight_decay)):

@@ -398,7 +398,7 @@ class _Trainer:
 
     def _new_optimizer(self) -> Adam:
         return Adam(self.potential.parameters(), lr=self.cfg.lr,
-                                weight_decay=self.cfg.weight_decay)
+                    weight_decay=self.cfg.weight_decay)
 
     def _randn(self, n: int, d: int) -> Tensor:
         z = torch.randn(n, d, generator=self.generator, dtype=torch.float64)

@@ -240,7 +240,7 @@ class OTFlowTrainer:
 
     def _new_optimizer(self) -> Adam:
         return Adam(self.potential.parameters(), lr=self.cfg.lr,
-                                weight_decay=self.cfg.weight_decay)
+                    weight_decay=self.cfg.weight_decay)
 
     def _next_batch(self) -> Tensor:
         n = self.data.shape[0]
