@@ -14,6 +14,28 @@ except ParamsError as err:
 
 report: "report/workflow.rst"
 
+# One preloaded Python forks every `otflows` job of a local run, so a job does not pay the
+# 1-2 s of importing torch, matplotlib and pandas (src/otflows/forkserver.py). Jobs that
+# Snakemake submits elsewhere (Slurm) start their own interpreters as usual.
+FORKSERVER = []
+
+
+onstart:
+    if config["run"]["forkserver"] and workflow.local_exec:
+        from otflows import forkserver
+
+        FORKSERVER.append(forkserver.start())
+
+
+onsuccess:
+    for server in FORKSERVER:
+        server.stop()
+
+
+onerror:
+    for server in FORKSERVER:
+        server.stop()
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/train.smk"
