@@ -162,6 +162,8 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         os.environ.clear()
         os.environ.update(request["env"])
         sys.argv = list(request["argv"])
+        if sys.argv and os.path.isfile(sys.argv[0]):  # as a new interpreter running the script
+            sys.path.insert(0, os.path.dirname(os.path.realpath(sys.argv[0])))
         _reopen_stdio()
         import random
 
@@ -291,7 +293,8 @@ def start(log: str | None = None, export: bool = True) -> Server:
 
     tmpdir = tempfile.mkdtemp(prefix=_TMP_PREFIX)
     path = os.path.join(tmpdir, "sock")
-    cmd = [sys.executable, "-m", "otflows.forkserver", path, "--parent", str(os.getpid())]
+    # -P: no working directory on sys.path, which every forked job inherits
+    cmd = [sys.executable, "-P", "-m", "otflows.forkserver", path, "--parent", str(os.getpid())]
     if log:
         cmd += ["--log", log]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
