@@ -16,15 +16,16 @@ report: "report/workflow.rst"
 
 # One preloaded Python forks every `otflows` job of a local run, so a job does not pay the
 # 1-2 s of importing torch, matplotlib and pandas (src/otflows/forkserver.py). Jobs that
-# Snakemake submits elsewhere (Slurm) start their own interpreters as usual.
+# Snakemake submits elsewhere (Slurm), and every job on macOS or Windows, start their own
+# interpreters as usual.
 FORKSERVER = []
 
 
 onstart:
-    if config["run"]["forkserver"] and workflow.local_exec:
-        from otflows import forkserver
+    from otflows import forkserver
 
-        FORKSERVER.append(forkserver.start())
+    if config["run"]["forkserver"] and workflow.local_exec and forkserver.supported():
+        FORKSERVER.append(forkserver.start(log=".snakemake/forkserver.jsonl"))
 
 
 onsuccess:

@@ -22,6 +22,7 @@ from otflows import forkserver
 
 BIN = Path(sys.executable).parent
 OTFLOWS = str(BIN / "otflows")
+pytestmark = pytest.mark.skipif(not forkserver.supported(), reason="the fork server is Linux-only")
 CFG = {"width": 8, "n_layers": 2, "rank": 10, "nt": 4, "nt_eval": 4, "alpha": 5.0,
        "alpha_L": 1.0, "alpha_R": 0.5, "lr": 0.01, "weight_decay": 0.0, "batch_size": 128,
        "iters": 12, "K": 1, "dtype": "float64"}

@@ -143,6 +143,16 @@ def test_outputs_exist_and_metrics_are_finite(project: Path):
     assert not list(project.glob("results/checkpoints/*/*/resume.pt"))
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fork server is Linux-only")
+def test_every_job_was_forked_by_the_run_s_fork_server(project: Path):
+    jobs = [json.loads(x)["argv"][1:3]
+            for x in (project / ".snakemake/forkserver.jsonl").read_text().splitlines()]
+    log = sorted((project / ".snakemake/log").glob("*.snakemake.log"))[0].read_text()
+    stats = log.split("Job stats:")[1].split("Select jobs")[0]
+    trained = sum(int(n) for n in re.findall(r"^train\w*\s+(\d+)$", stats, re.M))  # + train_vae
+    assert sum(j[0] == "train" for j in jobs) == trained > 20
+
+
 def test_second_run_has_nothing_to_do(project: Path):
     assert planned_jobs(project) == {}
 

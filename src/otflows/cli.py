@@ -222,16 +222,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 # --------------------------------------------------------------------------- reports
 def cmd_figure(args: argparse.Namespace) -> int:
-    from otflows import plots
+    from otflows import reports
 
-    plots.FIGURES[args.kind](list(map(Path, args.inputs)), Path(args.out))
+    reports.figure(args.kind)(list(map(Path, args.inputs)), Path(args.out))
     return 0
 
 
 def cmd_table(args: argparse.Namespace) -> int:
-    from otflows import tables
+    from otflows import reports
 
-    tables.TABLES[args.kind](list(map(Path, args.inputs)), Path(args.out_md), Path(args.out_csv))
+    reports.table(args.kind)(list(map(Path, args.inputs)), Path(args.out_md), Path(args.out_csv))
     return 0
 
 

@@ -28,7 +28,7 @@ import struct
 import sys
 import threading
 
-__all__ = ["ENV_VAR", "PRELOAD", "Server", "run_via_server", "serve", "start"]
+__all__ = ["ENV_VAR", "PRELOAD", "Server", "run_via_server", "serve", "start", "supported"]
 
 ENV_VAR = "OTFLOWS_FORKSERVER"
 PRELOAD = ("numpy", "torch", "matplotlib.pyplot", "pandas")
@@ -281,6 +281,15 @@ class Server:
         shutil.rmtree(self._tmpdir, ignore_errors=True)
 
 
+def supported() -> bool:
+    """Whether this platform runs the server: Linux only.
+
+    macOS frameworks (Objective-C runtime, Accelerate) are not safe to use in a child forked
+    after they were loaded, and Windows has no fork; there every job starts its own Python.
+    """
+    return sys.platform.startswith("linux")
+
+
 def start(log: str | None = None, export: bool = True) -> Server:
     """Start a server as a child of this process; with ``export``, set ``$OTFLOWS_FORKSERVER``.
 
@@ -296,7 +305,7 @@ def start(log: str | None = None, export: bool = True) -> Server:
     # -P: no working directory on sys.path, which every forked job inherits
     cmd = [sys.executable, "-P", "-m", "otflows.forkserver", path, "--parent", str(os.getpid())]
     if log:
-        cmd += ["--log", log]
+        cmd += ["--log", os.path.abspath(log)]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30.0
     while not os.path.exists(path):

@@ -528,11 +528,3 @@ FIGURES: dict[str, Callable[[list[Path], Path], None]] = {
     "mongeampere-ising": figure_mongeampere_ising,
     "mongeampere-spins": figure_mongeampere_spins,
 }
-
-# CP-Flow's figures/tables live in their own module (imported last: it uses this one).
-from otflows.figures_cpflow import FIGURES as _CPFLOW_FIGURES  # noqa: E402
-
-FIGURES.update(_CPFLOW_FIGURES)
-from otflows.qflow_report import FIGURES as _QFLOW_FIGURES  # noqa: E402
-
-FIGURES.update(_QFLOW_FIGURES)

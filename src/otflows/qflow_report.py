@@ -1,5 +1,5 @@
-"""Q-flow (arXiv:2305.11857) figures and tables, registered in ``plots.FIGURES`` and
-``tables.TABLES``: the GMM DRE (Fig. A.1 and its MAE/max-error panel), moons →
+"""Q-flow (arXiv:2305.11857) figures and tables, registered in ``reports.FIGURES`` and
+``reports.TABLES``: the GMM DRE (Fig. A.1 and its MAE/max-error panel), moons →
 checkerboard (Fig. 2, W₂ costs), MI against the truth (Fig. 3), VAE-latent translation
 rows (Fig. 4b adapted), and the toy-transport table.
 """

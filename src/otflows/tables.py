@@ -341,11 +341,3 @@ def write_summary(inputs: list[Path], out_json: Path, out_csv: Path,
         lines.append(f"| {row['dataset']} | {row['method']} | {row['experiment']} | "
                      + " | ".join(cells) + " |")
     write_text("\n".join(lines) + "\n", out_benchmark)
-
-# CP-Flow's figures/tables live in their own module (imported last: it uses this one).
-from otflows.tables_cpflow import TABLES as _CPFLOW_TABLES  # noqa: E402
-
-TABLES.update(_CPFLOW_TABLES)
-from otflows.qflow_report import TABLES as _QFLOW_TABLES  # noqa: E402
-
-TABLES.update(_QFLOW_TABLES)

@@ -271,7 +271,7 @@ def test_miniboone_run_config_trains_and_its_table_cites_the_paper(tmp_path):
     """The Table 1 run on a 43-D stand-in (MINIBOONE's shape), then its table."""
     from otflows.config import load_params
     from otflows.experiments import _cpflow_miniboone_runs
-    from otflows.tables import TABLES
+    from otflows.reports import TABLES
 
     root = __import__("pathlib").Path(__file__).resolve().parents[2]
     cfg = load_params([root / "params.yaml", root / "config/smoke.yaml"],
