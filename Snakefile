@@ -15,7 +15,7 @@ except ParamsError as err:
 report: "report/workflow.rst"
 
 # One preloaded Python forks every `otflows` job of a local run, so a job does not pay the
-# 1-2 s of importing torch, matplotlib and pandas (src/otflows/forkserver.py). Jobs that
+# 1-3 s of importing torch, matplotlib and pandas (src/otflows/forkserver.py). Jobs that
 # Snakemake submits elsewhere (Slurm), and every job on macOS or Windows, start their own
 # interpreters as usual.
 FORKSERVER = []

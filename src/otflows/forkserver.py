@@ -1,8 +1,9 @@
 """A preloaded Python that forks one fresh process for each `otflows` command of a run.
 
 Every Snakemake job is one `otflows` process, and most of a small job's time is imports:
-``import torch`` alone costs 1.1-1.6 s of CPU here, matplotlib and pandas another 0.7 s,
-while a smoke-profile training job computes for 0.1 s (``benchmarks/process_start.py``).
+``import torch`` alone costs 1.1-1.6 s of CPU here, ``torch._dynamo`` (which every
+``torch.optim`` step imports) another 1.1 s, torchdiffeq (scipy) 0.4 s, matplotlib and pandas
+0.7 s, while a smoke-profile training job computes for 0.1 s (``benchmarks/process_start.py``).
 During a local ``snakemake`` run the Snakefile starts one server (:func:`start`) that
 imports those libraries once and listens on a Unix socket named by ``$OTFLOWS_FORKSERVER``.
 The ``otflows`` command (:mod:`otflows.launcher`) sends its argv, working directory,
@@ -12,10 +13,12 @@ environment; the Python and NumPy global RNGs reseeded from the OS), then report
 status. Without the variable, or when the server cannot be reached, the command runs in its
 own process as before: the results are the same either way (tests/test_forkserver.py).
 
-The server never runs a tensor operation, so no OpenMP/BLAS thread pool and no CUDA context
-exists before a fork; each child creates its own. It exits when Snakemake stops it, when
-Snakemake itself is gone, or on SIGTERM. Only the standard library is imported at module
-level: the client side runs in every command before anything else.
+The server never runs a tensor operation, so no OpenMP thread pool and no CUDA context exists
+before a fork; each child creates its own. The only other threads are the idle OpenBLAS
+servers of numpy and scipy, which re-create themselves in a child (pthread_atfork). The
+server exits when Snakemake stops it, when Snakemake itself is gone, or on SIGTERM. Only the
+standard library is imported at module level: the client side runs in every command before
+anything else.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ import threading
 __all__ = ["ENV_VAR", "PRELOAD", "Server", "run_via_server", "serve", "start", "supported"]
 
 ENV_VAR = "OTFLOWS_FORKSERVER"
-PRELOAD = ("numpy", "torch", "matplotlib.pyplot", "pandas")
+PRELOAD = ("numpy", "torch", "torch._dynamo", "torchdiffeq", "matplotlib.pyplot", "pandas")
 _TMP_PREFIX = "otflows-fs-"
 _HEADER = struct.Struct("!I")
 _STATUS = struct.Struct("!ci")  # (b"P", child pid) then (b"X", exit code)
