@@ -30,6 +30,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 
 __all__ = ["ENV_VAR", "PRELOAD", "Server", "run_via_server", "serve", "start", "supported"]
 
@@ -208,8 +209,11 @@ def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
     """Listen on ``path``, import :data:`PRELOAD`, then fork one child per request.
 
     ``parent``: exit once this pid is no longer our parent (Snakemake is gone). ``log``: a
-    file that gets one line per forked job (pid and argv), for tests and debugging.
+    file, emptied at start, that gets one JSON line per forked job of this server (time, pid,
+    cwd, argv), for tests and debugging.
     """
+    if log:
+        open(log, "w", encoding="utf-8").close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)  # bind before the imports: early clients queue instead of failing
     listener.listen(128)
@@ -254,7 +258,9 @@ def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
                     os.close(fd)
                 if log:
                     with open(log, "a", encoding="utf-8") as fh:
-                        fh.write(json.dumps({"pid": pid, "argv": request["argv"]}) + "\n")
+                        fh.write(json.dumps({"time": time.strftime("%Y-%m-%dT%H:%M:%S"),
+                                             "pid": pid, "cwd": request["cwd"],
+                                             "argv": request["argv"]}) + "\n")
     finally:
         listener.close()
         try:
@@ -301,7 +307,6 @@ def start(log: str | None = None, export: bool = True) -> Server:
     """
     import subprocess
     import tempfile
-    import time
 
     tmpdir = tempfile.mkdtemp(prefix=_TMP_PREFIX)
     path = os.path.join(tmpdir, "sock")
