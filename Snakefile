@@ -3,7 +3,7 @@
 import sys
 from pathlib import Path
 
-from otflows.config import ParamsError, validate_params
+from otflows.pipeline.config import ParamsError, validate_params
 
 configfile: "params.yaml"
 
@@ -15,14 +15,14 @@ except ParamsError as err:
 report: "report/workflow.rst"
 
 # One preloaded Python forks every `otflows` job of a local run, so a job does not pay the
-# 1-3 s of importing torch, matplotlib and pandas (src/otflows/forkserver.py). Jobs that
+# 1-3 s of importing torch, matplotlib and pandas (src/otflows/cli/forkserver.py). Jobs that
 # Snakemake submits elsewhere (Slurm), and every job on macOS or Windows, start their own
 # interpreters as usual.
 FORKSERVER = []
 
 
 onstart:
-    from otflows import forkserver
+    from otflows.cli import forkserver
 
     if config["run"]["forkserver"] and workflow.local_exec and forkserver.supported():
         FORKSERVER.append(forkserver.start(log=".snakemake/forkserver.jsonl"))

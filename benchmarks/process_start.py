@@ -7,7 +7,7 @@ avoids it); the extra ``import torchdiffeq`` (scipy; only dopri5 users load it);
 imports of an OT-Flow training job. The default profile starts several hundred such jobs,
 so these seconds multiply. Then whole ``otflows`` commands (prepare a toy, train 5 OT-Flow
 steps on it, evaluate), wall seconds each, in their own process and through the fork server
-that local Snakemake runs use (``otflows.forkserver``).
+that local Snakemake runs use (``otflows.cli.forkserver``).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ SNIPPETS: dict[str, tuple[str, str]] = {
     "+ import torch._dynamo (torch.optim)": ("import torch", "import torch._dynamo"),
     "+ import torchdiffeq (scipy)": ("import torch", "import torchdiffeq"),
     "OT-Flow job imports (otflows.cli + otflow)": (
-        "", "import otflows.cli, otflows.methods.otflow, otflows.training"),
+        "", "import otflows.cli.main, otflows.methods.otflow, otflows.pipeline.training"),
 }
 
 _TIMER = ("import sys, time\n{setup}\nt = time.perf_counter()\n{stmt}\n"
@@ -63,7 +63,7 @@ COMMANDS: dict[str, list[str]] = {
 
 def _time_commands(repeats: int) -> None:
     """Median wall seconds of each command, own process vs through a fork server."""
-    from otflows import forkserver
+    from otflows.cli import forkserver
 
     exe = str(Path(sys.executable).parent / "otflows")
     base = {k: v for k, v in os.environ.items() if k != forkserver.ENV_VAR}

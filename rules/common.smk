@@ -1,5 +1,5 @@
 # Helpers shared by the rules files (no rules here).
-from otflows.experiments import experiment_index
+from otflows.pipeline.experiments import experiment_index
 from otflows.methods import METHODS
 
 EXPERIMENTS = experiment_index(config)

@@ -35,7 +35,7 @@ import json
 
 from otflows.data.miniboone import raw_path as _miniboone_raw
 from otflows.data.mnist import IDX_FILES as _IDX_FILES
-from otflows.experiments import experiments_not_run
+from otflows.pipeline.experiments import experiments_not_run
 
 _MB = config["data"]["miniboone"]
 _MN = config["data"]["mnist"]

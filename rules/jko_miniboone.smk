@@ -1,5 +1,5 @@
 # JKO-Flow on MINIBOONE: Table 3, Fig. 4 (2-D slices), Fig. 5 (MMD² per JKO iteration).
-# These runs exist only when data/raw/miniboone holds the raw file (otflows.experiments);
+# These runs exist only when data/raw/miniboone holds the raw file (otflows.pipeline.experiments);
 # otherwise results/tables/not_run.md lists them.
 _MB_RUNS = runs(["otflow", "jko"], sweep="jko_miniboone")
 _MB_FIG_ALPHA = float(config["jko_miniboone"]["figure_alpha"])

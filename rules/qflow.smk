@@ -1,7 +1,7 @@
 # Q-flow (Xu, Cheng, Xie, arXiv:2305.11857): the two-sample problems (prepared here), then
 # the generic train/evaluate rules of train.smk; figures and tables of §4.2-4.5 and the
 # toy benchmark (summary). Each prepare rule receives only its own subsection.
-from otflows.experiments import qflow_data
+from otflows.pipeline.experiments import qflow_data
 
 _QF = config.get("qflow", {})
 _QF_CAT = "Q-flow"
@@ -206,7 +206,7 @@ if _QF_TR:
 # §4.4 energy-based MNIST (the paper profile; qflow.ebm.enabled): Q a fitted Gaussian or NSF.
 _QF_EBM = runs(["qflow"], sweep="qflow_ebm")
 if _QF_EBM:
-    from otflows.experiments import qflow_ebm_stem
+    from otflows.pipeline.experiments import qflow_ebm_stem
 
     _QF_EBM_CFG = _QF["ebm"]
 

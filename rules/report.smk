@@ -15,7 +15,7 @@ rule summary:
 
 
 # One local job imports every run record into MLflow after the fan-out, so parallel jobs
-# never race on the SQLite store (see otflows/tracking.py).
+# never race on the SQLite store (see otflows/pipeline/tracking.py).
 rule track_mlflow:
     input:
         records=RECORDS,

@@ -1,4 +1,4 @@
-# Training and evaluation of every registered method's experiments (otflows.experiments).
+# Training and evaluation of every registered method's experiments (otflows.pipeline.experiments).
 # One generic pair of rules: a method adds experiments, not rules.
 
 rule train:

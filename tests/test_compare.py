@@ -1,4 +1,4 @@
-"""otflows.compare: metrics and figures compared between two real commits of a temp repo."""
+"""otflows.pipeline.compare: metrics and figures compared between two commits of a temp repo."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 from matplotlib.image import imread, imsave
 
-from otflows.compare import Comparison, compare_revisions, run_compare, write_comparison
+from otflows.pipeline.compare import Comparison, compare_revisions, run_compare, write_comparison
 
 
 def _git(repo: Path, *args: str) -> str:

@@ -4,8 +4,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otflows.config import ParamsError, config_hash, load_params, validate_params
-from otflows.experiments import all_experiments
+from otflows.pipeline.config import ParamsError, config_hash, load_params, validate_params
+from otflows.pipeline.experiments import all_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = ROOT / "schemas" / "params.schema.yaml"

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otflows.cli import main
-from otflows.download import DownloadError, dvc_add, fetch
+from otflows.cli.main import main
+from otflows.pipeline.download import DownloadError, dvc_add, fetch
 
 
 def test_fetch_checks_size_and_md5(tmp_path):

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otflows import forkserver
+from otflows.cli import forkserver
 
 BIN = Path(sys.executable).parent
 OTFLOWS = str(BIN / "otflows")
@@ -163,7 +163,7 @@ def test_a_job_dies_with_its_killed_command(server, tmp_path):
 
 
 def test_the_server_exits_when_its_parent_is_gone(tmp_path):
-    code = ("import os; from otflows import forkserver; "
+    code = ("import os; from otflows.cli import forkserver; "
             "s = forkserver.start(export=False); print(s.process.pid, s.path, flush=True)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, env=_env(None)).stdout.split()

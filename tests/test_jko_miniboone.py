@@ -17,10 +17,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from otflows.cli import main
-from otflows.config import load_params
-from otflows.experiments import all_experiments, experiments_not_run
+from otflows.cli.main import main
 from otflows.methods.otflow import OTFlowConfig
+from otflows.pipeline.config import load_params
+from otflows.pipeline.experiments import all_experiments, experiments_not_run
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.checkpoint import load_checkpoint
-from otflows.training import DivergenceError, run_training
+from otflows.pipeline.checkpoint import load_checkpoint
+from otflows.pipeline.training import DivergenceError, run_training
 
 
 class LinearTrainer:

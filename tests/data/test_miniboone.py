@@ -14,7 +14,7 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from otflows.cli import main
+from otflows.cli.main import main
 from otflows.data import miniboone as mb
 
 DROPPED = [3, 9, 17, 22, 30, 41, 48]  # features whose smallest value repeats > 5 times

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.cli import main
+from otflows.cli.main import main
 from otflows.data import mnist
 
 CODES = {np.uint8: 0x08, np.int8: 0x09, np.int16: 0x0B, np.int32: 0x0C, np.float32: 0x0D,

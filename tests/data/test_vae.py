@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.cli import main
+from otflows.cli.main import main
 from otflows.data.vae import VAEConfig, make_trainer, negative_elbo
-from otflows.training import run_training
+from otflows.pipeline.training import run_training
 
 CFG = {"latent_dim": 3, "width": 2, "lr": 1e-3, "batch_size": 16, "iters": 6}
 

@@ -269,8 +269,8 @@ def test_amortised_vae_trains_resumes_and_scores(posterior: str):
 
 def test_miniboone_run_config_trains_and_its_table_cites_the_paper(tmp_path):
     """The Table 1 run on a 43-D stand-in (MINIBOONE's shape), then its table."""
-    from otflows.config import load_params
-    from otflows.experiments import _cpflow_miniboone_runs
+    from otflows.pipeline.config import load_params
+    from otflows.pipeline.experiments import _cpflow_miniboone_runs
     from otflows.reports import TABLES
 
     root = __import__("pathlib").Path(__file__).resolve().parents[2]

@@ -17,7 +17,6 @@ import pytest
 import torch
 from torch import Tensor
 
-from otflows.checkpoint import load_checkpoint, save_checkpoint
 from otflows.methods import get_method
 from otflows.methods.ekp import (
     EKPFlow,
@@ -31,6 +30,7 @@ from otflows.methods.ekp import (
     standard_normal_log_density,
     w2_geodesic_covariance,
 )
+from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = {"width": 16, "batch_size": 64, "n_mc": 8, "iters": 6, "n_mc_flow": 8,
         "flow_batch": 64, "rtol": 1e-2, "atol": 1e-2, "nll_points": 20, "norm_grid": 24,

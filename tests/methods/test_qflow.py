@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from otflows.checkpoint import load_checkpoint, save_checkpoint
 from otflows.data.pairs import gmm_problem, mi_problem
 from otflows.methods import get_method
 from otflows.methods.qflow import PHASES, QFlowConfig, VelocityNet, grid_path, make_trainer
+from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
 CPU = torch.device("cpu")
 BASE = {"task": "pair", "width": 32, "n_layers": 2, "K": 3, "S": 2, "gamma": 0.05,

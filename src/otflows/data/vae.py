@@ -8,7 +8,7 @@ levels pixel/255 (Bernoulli cross-entropy on grey levels, the usual MNIST VAE). 
 negative ELBO in nats per image, reparameterised with one sample (Kingma & Welling eq. 10).
 
 ``VAETrainer`` fulfils the harness's Trainer protocol (``methods/base.py``), so training
-gets checkpoints, resume and the NaN stop of ``otflows.training`` for free. It is not a
+gets checkpoints, resume and the NaN stop of ``otflows.pipeline.training`` for free. It is not a
 registered method: it prepares data.
 """
 

@@ -1,7 +1,7 @@
 """The `otflows` subcommands for real data: download, prepare, VAE latents, not-run list.
 
 ``otflows download miniboone|mnist``, ``otflows prepare miniboone|mnist|mnist-latents``
-and ``otflows not-run``; registered on the main parser by ``add_data_commands``. Like every
+and ``otflows not-run``; registered on the main parser by ``add_commands``. Like every
 command they take explicit paths and write atomically; the maths and parsing live in
 ``otflows.data``.
 """
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
-from otflows.checkpoint import write_json, write_text
-from otflows.cli import EXIT_DIVERGED, _load_npz, _save_npz, _set_threads
+from otflows.cli.io import EXIT_DIVERGED, load_npz, save_npz, set_threads
+from otflows.pipeline.checkpoint import write_json, write_text
 
-__all__ = ["add_data_commands"]
+__all__ = ["add_commands"]
 
 MNIST_FETCH_HINT = "run `snakemake download_mnist` or place the four IDX files there"
 
@@ -50,14 +50,14 @@ def cmd_prepare_miniboone(args: argparse.Namespace) -> int:
     raw = _require(args.raw, f"{mb.FETCH_HINT} or place the {kind} file there")
     data = _read_miniboone(raw, args.source, args.events)
     s = mb.split_and_standardise(data)
-    _save_npz(args.out, train=s.train, validation=s.validation, test=s.test, mean=s.mean,
+    save_npz(args.out, train=s.train, validation=s.validation, test=s.test, mean=s.mean,
               std=s.std, source=np.array(args.source))
     return 0
 
 
 def cmd_download_miniboone(args: argparse.Namespace) -> int:
     from otflows.data import miniboone as mb
-    from otflows.download import DownloadError, dvc_add, fetch
+    from otflows.pipeline.download import DownloadError, dvc_add, fetch
 
     out = Path(args.out)
     member = "miniboone/data.npy" if args.source == "maf" else None
@@ -104,14 +104,14 @@ def cmd_prepare_mnist(args: argparse.Namespace) -> int:
         out[split] = mnist.logit_transform(x, args.logit_lambda).astype(np.float32)
         out[f"{split}_pixels"] = px
         out[f"{split}_labels"] = getattr(splits, f"{split}_labels")
-    _save_npz(args.out, **out, logit_lambda=np.array(args.logit_lambda),
+    save_npz(args.out, **out, logit_lambda=np.array(args.logit_lambda),
               source=np.array(args.source))
     return 0
 
 
 def cmd_download_mnist(args: argparse.Namespace) -> int:
     from otflows.data import mnist
-    from otflows.download import DownloadError, dvc_add, fetch
+    from otflows.pipeline.download import DownloadError, dvc_add, fetch
 
     raw_dir = Path(args.out_dir)
     for name, md5, size in mnist.IDX_FILES.values():
@@ -128,14 +128,14 @@ def cmd_download_mnist(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_mnist_latents(args: argparse.Namespace) -> int:
-    from otflows.checkpoint import load_checkpoint
     from otflows.data.vae import make_trainer
     from otflows.methods.base import resolve_device
+    from otflows.pipeline.checkpoint import load_checkpoint
 
-    _set_threads(args.threads)
+    set_threads(args.threads)
     ckpt = load_checkpoint(args.checkpoint)
     splits = ("train", "validation", "test")
-    data = _load_npz(args.data, *(f"{s}_{k}" for s in splits for k in ("pixels", "labels")))
+    data = load_npz(args.data, *(f"{s}_{k}" for s in splits for k in ("pixels", "labels")))
     trainer = make_trainer(ckpt["config"], data["train_pixels"], args.seed,
                            resolve_device(args.device))
     trainer.load_state_dict(ckpt["state"])
@@ -146,8 +146,8 @@ def cmd_prepare_mnist_latents(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return EXIT_DIVERGED
     latents = {s: trainer.encode_means(data[f"{s}_pixels"]) for s in splits}
-    _save_npz(args.out, **latents, **{f"{s}_labels": data[f"{s}_labels"] for s in splits})
-    _save_npz(args.out_samples, samples=ev.samples,
+    save_npz(args.out, **latents, **{f"{s}_labels": data[f"{s}_labels"] for s in splits})
+    save_npz(args.out_samples, samples=ev.samples,
               test=data["test_pixels"].astype(np.float64) / 255.0, **ev.extras)
     write_json({**ckpt["meta"], **{k: float(v) for k, v in ev.metrics.items()},
                 "latent_dim": int(ckpt["config"]["latent_dim"])}, args.out_metrics)
@@ -170,7 +170,7 @@ def cmd_not_run(args: argparse.Namespace) -> int:
 
 
 # --------------------------------------------------------------------------- parser
-def add_data_commands(prep_sub: argparse._SubParsersAction,
+def add_commands(prep_sub: argparse._SubParsersAction,
                       sub: argparse._SubParsersAction) -> None:
     """Register the real-data subcommands on the `prepare` subparsers and the main ones."""
     mb = prep_sub.add_parser("miniboone", help="MINIBOONE: parse, MAF split, standardise")

@@ -11,7 +11,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from otflows.checkpoint import atomic_write  # noqa: E402
+from otflows.pipeline.checkpoint import atomic_write  # noqa: E402
 
 __all__ = ["FIGURES", "save_figure"]
 
@@ -98,7 +98,7 @@ def _run_value(run: dict, key: str) -> float:
 
 
 def _sweep_value(experiment: str, key: str) -> float:
-    # Experiment names end in -a<alpha> or -m<width> (see otflows.experiments).
+    # Experiment names end in -a<alpha> or -m<width> (see otflows.pipeline.experiments).
     tail = experiment.rsplit("-", 1)[-1]
     if not tail.startswith(key):
         raise ValueError(f"experiment {experiment!r} does not end in -{key}<value>")
@@ -183,7 +183,7 @@ def figure_miniboone_slices(inputs: list[Path], out: Path) -> None:
     """JKO-Flow Fig. 4: MINIBOONE 2-D slices (16, 17) and (28, 29) of the data x ~ ρ0, the
     forward flow f(x) (``forward`` in the samples file, when the trainer provides it) and
     the generated samples f⁻¹(y); rows single shot and JKO-Flow."""
-    from otflows.tables import MINIBOONE_SLICES
+    from otflows.reports.tables import MINIBOONE_SLICES
 
     runs = sorted(_load_runs(inputs), key=lambda r: r["method"] != "otflow")
     panels = [(label, cols, what) for label, cols in MINIBOONE_SLICES.items()
@@ -208,7 +208,7 @@ def figure_miniboone_iterations(inputs: list[Path], out: Path) -> None:
     import json
 
     from otflows.metrics.mmd import mmd2_unbiased
-    from otflows.tables import MINIBOONE_SLICES
+    from otflows.reports.tables import MINIBOONE_SLICES
 
     meta = {(p.parent.name, p.stem): json.loads(p.read_text()) for p in inputs
             if p.suffix == ".json"}

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from otflows import figures_cpflow, plots, qflow_report, tables, tables_cpflow
+from otflows.reports import figures_cpflow, plots, qflow_report, tables, tables_cpflow
 
 __all__ = ["FIGURES", "TABLES", "figure", "table"]
 

@@ -19,7 +19,7 @@ from typing import IO
 
 from tqdm.auto import tqdm
 
-from otflows.checkpoint import atomic_write
+from otflows.pipeline.checkpoint import atomic_write
 
 __all__ = ["DownloadError", "fetch", "dvc_add"]
 

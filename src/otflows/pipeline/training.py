@@ -16,8 +16,8 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from otflows.checkpoint import load_checkpoint, save_checkpoint
 from otflows.methods.base import Trainer
+from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
 __all__ = ["DivergenceError", "TrainResult", "run_training"]
 

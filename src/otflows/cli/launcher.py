@@ -1,6 +1,6 @@
 """The ``otflows`` console command: through the fork server when a run has one, else here.
 
-See :mod:`otflows.forkserver`. Only the standard library is imported before that choice,
+See :mod:`otflows.cli.forkserver`. Only the standard library is imported before that choice,
 so a command sent to the server starts in a few tens of milliseconds.
 """
 
@@ -11,11 +11,11 @@ import sys
 
 def main() -> None:
     """Run ``otflows`` with this process's argv; exit with the command's status."""
-    from otflows.forkserver import run_via_server
+    from otflows.cli.forkserver import run_via_server
 
     code = run_via_server(sys.argv)
     if code is None:
-        from otflows.cli import main as cli_main
+        from otflows.cli.main import main as cli_main
 
         code = cli_main()
     sys.exit(code)

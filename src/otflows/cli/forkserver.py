@@ -6,9 +6,9 @@ Every Snakemake job is one `otflows` process, and most of a small job's time is 
 0.7 s, while a smoke-profile training job computes for 0.1 s (``benchmarks/process_start.py``).
 During a local ``snakemake`` run the Snakefile starts one server (:func:`start`) that
 imports those libraries once and listens on a Unix socket named by ``$OTFLOWS_FORKSERVER``.
-The ``otflows`` command (:mod:`otflows.launcher`) sends its argv, working directory,
+The ``otflows`` command (:mod:`otflows.cli.launcher`) sends its argv, working directory,
 environment and standard streams there; the server forks, and the child runs
-:func:`otflows.cli.main` exactly as a new process would (its own pid, streams, cwd and
+:func:`otflows.cli.main.main` exactly as a new process would (its own pid, streams, cwd and
 environment; the Python and NumPy global RNGs reseeded from the OS), then reports its exit
 status. Without the variable, or when the server cannot be reached, the command runs in its
 own process as before: the results are the same either way (tests/test_forkserver.py).
@@ -176,7 +176,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             sys.modules["numpy"].random.seed()
         conn.sendall(_STATUS.pack(b"P", os.getpid()))
         threading.Thread(target=_watch_client, args=(conn,), daemon=True).start()
-        from otflows.cli import main
+        from otflows.cli.main import main
 
         code = main(sys.argv[1:])
     except SystemExit as exc:
@@ -311,7 +311,7 @@ def start(log: str | None = None, export: bool = True) -> Server:
     tmpdir = tempfile.mkdtemp(prefix=_TMP_PREFIX)
     path = os.path.join(tmpdir, "sock")
     # -P: no working directory on sys.path, which every forked job inherits
-    cmd = [sys.executable, "-P", "-m", "otflows.forkserver", path, "--parent", str(os.getpid())]
+    cmd = [sys.executable, "-P", "-m", "otflows.cli.forkserver", path, "--parent", str(os.getpid())]
     if log:
         cmd += ["--log", os.path.abspath(log)]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
@@ -326,7 +326,7 @@ def start(log: str | None = None, export: bool = True) -> Server:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m otflows.forkserver SOCKET [--parent PID] [--log FILE]``."""
+    """``python -m otflows.cli.forkserver SOCKET [--parent PID] [--log FILE]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from otflows.checkpoint import write_json, write_text
+from otflows.pipeline.checkpoint import write_json, write_text
 
 __all__ = ["TABLES", "write_summary", "load_metrics"]
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from otflows.plots import _hist, _limits, _load_runs, plt, save_figure
+from otflows.reports.plots import _hist, _limits, _load_runs, plt, save_figure
 
 __all__ = ["FIGURES", "figure_coupling", "figure_fig3"]
 

@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from otflows.checkpoint import atomic_write, write_text  # noqa: E402
+from otflows.pipeline.checkpoint import atomic_write, write_text  # noqa: E402
 
 __all__ = ["FIGURES", "TABLES"]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from otflows.checkpoint import write_text
-from otflows.tables import load_metrics
+from otflows.pipeline.checkpoint import write_text
+from otflows.reports.tables import load_metrics
 
 __all__ = ["TABLES"]
 
