@@ -7,6 +7,8 @@ TARGETS = []        # every rules file appends its final outputs; `rule all` ask
 METRICS = []        # every evaluated experiment's metrics JSON, for the summary
 RECORDS = []        # every training run's record, for MLflow
 METHOD_PATTERN = "|".join(METHODS)
+# methods the generic `evaluate` rule scores (the VAE is scored by `prepare_mnist_latents`)
+EVALUATED_PATTERN = "|".join(sorted({e.method for e in EXPERIMENTS.values() if e.evaluate}))
 
 
 def experiment(wildcards):

@@ -112,30 +112,8 @@ rule prepare_mnist:
         " --logit-lambda {params.lam} --seed {params.seed} --out {output} 2> {log}"
 
 
-rule train_vae:
-    input:
-        MNIST_DATA,
-    output:
-        model=_VAE["ckpt"],
-        history=f"results/plots/vae/{MNIST_NAME}.csv",
-        record=_VAE["record"],
-    params:
-        cfg=json.dumps({k: v for k, v in config["vae"].items() if k != "eval_samples"},
-                       sort_keys=True, separators=(",", ":")),
-        seed=config["seed"],
-        device=config["device"],
-    threads: 1
-    resources:
-        gpu=gpu_count(config["device"]),
-    log:
-        f"results/logs/train/vae/{MNIST_NAME}.log",
-    shell:
-        "otflows train --method vae --experiment " + MNIST_NAME + " --dataset " + MNIST_NAME +
-        " --data {input} --config {params.cfg:q} --seed {params.seed} --device {params.device}"
-        " --threads {threads} --checkpoint-every " + str(config["run"]["checkpoint_every"]) +
-        " --log-every " + str(config["run"]["log_every"]) +
-        " --out {output.model} --history {output.history} --record {output.record}"
-        " --rule {rule} 2> {log}"
+# The VAE trains through the generic `train` rule (rules/train.smk): it is the registered
+# method `vae`; `prepare_mnist_latents` evaluates it.
 
 
 rule prepare_mnist_latents:
@@ -187,7 +165,6 @@ rule not_run:
 
 
 METRICS += [_VAE["metrics"]]
-RECORDS += [_VAE["record"]]
 TARGETS += [f"data/processed/{MNIST_NAME}_latents.npz", "results/tables/not_run.md",
             rules.figure_vae.output.png]
 

@@ -49,7 +49,7 @@ rule evaluate:
         seed=config["seed"],
         device=config["device"],
     wildcard_constraints:
-        method=METHOD_PATTERN,
+        method=EVALUATED_PATTERN,
     threads: 1
     resources:
         gpu=gpu_count(config["device"]),
@@ -65,5 +65,5 @@ rule evaluate:
         " --out-metrics {output.metrics} --out-samples {output.samples} 2> {log}"
 
 
-METRICS += [metrics_path(e) for e in EXPERIMENTS.values()]
+METRICS += [metrics_path(e) for e in EXPERIMENTS.values() if e.evaluate]
 RECORDS += [record_path(e) for e in EXPERIMENTS.values()]

@@ -12,15 +12,6 @@ from otflows.ode import dopri5, rk4
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps the tests fast on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _linear_problem():
     g = torch.Generator().manual_seed(0)
     A = torch.randn(4, 4, generator=g, dtype=torch.float64) * 0.8

@@ -14,7 +14,7 @@ from otflows.data.pairs import (
     translation_problem,
     translation_scores,
 )
-from otflows.data.vae import ConvVAE
+from otflows.nn.vae import ConvVAE
 
 
 def test_gaussian_ebm_log_q_is_the_fitted_gaussian_density():

@@ -33,15 +33,6 @@ ISING = {"task": "ising", "width": 16, "epsilon": 0.1, "steps": 3, "lr": 0.01,
          "snapshots": 2, "dtype": "float64"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps the tests fast on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _potential(d: int, width: int = 24, seed: int = 0) -> SoftplusPotential:
     return SoftplusPotential(d, width, F64, torch.Generator().manual_seed(seed))
 

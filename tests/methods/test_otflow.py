@@ -26,15 +26,6 @@ CFG = {"width": 8, "n_layers": 2, "rank": 10, "nt": 3, "nt_eval": 4, "alpha": 5.
        "iters": 6, "K": 1, "dtype": "float64"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps the tests fast on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _data(n: int = 300, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return rng.standard_normal((n, 2)) * np.array([1.5, 0.5]) + np.array([1.0, -0.5])

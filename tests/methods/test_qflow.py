@@ -29,15 +29,6 @@ BASE = {"task": "pair", "width": 32, "n_layers": 2, "K": 3, "S": 2, "gamma": 0.0
         "dtype": "float64"}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps the tests fast on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _arrays(problem: dict) -> dict:
     return {k: v for k, v in problem.items() if k != "train"}
 

@@ -13,15 +13,6 @@ from otflows.nn.potentials import OTFlowPotential, log_cosh2
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Small tensors gain nothing from threads; one keeps the tests fast on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def _potential(d: int, n_layers: int, width: int = 12, seed: int = 0) -> OTFlowPotential:
     g = torch.Generator().manual_seed(seed)
     phi = OTFlowPotential(d, width, n_layers, dtype=F64, generator=g)

@@ -79,7 +79,7 @@ def cmd_prepare_translation(args: argparse.Namespace) -> int:
     import torch
 
     from otflows.data.pairs import train_mnist_classifier, translation_problem
-    from otflows.data.vae import make_trainer
+    from otflows.methods.vae import make_trainer
     from otflows.pipeline.checkpoint import load_checkpoint
 
     set_threads(args.threads)

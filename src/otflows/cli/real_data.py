@@ -128,8 +128,8 @@ def cmd_download_mnist(args: argparse.Namespace) -> int:
 
 
 def cmd_prepare_mnist_latents(args: argparse.Namespace) -> int:
-    from otflows.data.vae import make_trainer
     from otflows.methods.base import resolve_device
+    from otflows.methods.vae import make_trainer
     from otflows.pipeline.checkpoint import load_checkpoint
 
     set_threads(args.threads)

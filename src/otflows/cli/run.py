@@ -51,12 +51,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     chash = config_hash({"method": args.method, "cfg": cfg, "seed": args.seed,
                          "data": Path(args.data).name})
     torch.manual_seed(args.seed)
-    if args.method == "vae":  # the MNIST VAE prepares data; it is not a registered method
-        from otflows.data.vae import make_trainer
-
-        trainer = make_trainer(cfg, data["train_pixels"], args.seed, device)
-    else:
-        trainer = _make_trainer(args.method, cfg, data, args.seed, device)
+    trainer = _make_trainer(args.method, cfg, data, args.seed, device)
     out = Path(args.out)
     resume = out.with_name("resume.pt")
     started_ms = int(time.time() * 1000)

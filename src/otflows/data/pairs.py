@@ -143,7 +143,7 @@ def translation_problem(latents: dict[str, np.ndarray], vae, classifier: MnistCl
 
 def _decode(arrays: dict[str, np.ndarray], z: Tensor) -> Tensor:
     """Pixel probabilities ``[n, 784]`` of latents z ``[n, latent]`` by the frozen decoder."""
-    from otflows.data.vae import ConvVAE
+    from otflows.nn.vae import ConvVAE
 
     w = int(arrays["vae_width"])
     vae = ConvVAE(z.shape[1], w)

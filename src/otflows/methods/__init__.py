@@ -13,6 +13,7 @@ METHODS: dict[str, str] = {
     "mongeampere": "otflows.methods.mongeampere",
     "cpflow": "otflows.methods.cpflow",
     "qflow": "otflows.methods.qflow",
+    "vae": "otflows.methods.vae",  # the MNIST VAE: prepares latents for Q-flow and CP-Flow
 }
 
 

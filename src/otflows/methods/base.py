@@ -9,11 +9,76 @@ parse params or log.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Protocol
+import math
+from dataclasses import dataclass, field, fields
+from typing import Any, Protocol, TypeVar
 
 import numpy as np
 import torch
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "float64": torch.float64}
+"""Floating-point precisions a run config may name (its ``dtype`` key)."""
+
+ConfigT = TypeVar("ConfigT")
+
+
+def spec(*, min: float | None = None, gt: float | None = None,
+         choices: tuple[str, ...] | None = None) -> Any:
+    """A required config field with its check: ``min`` (inclusive) or ``gt`` (exclusive) lower
+    bound for numbers, ``choices`` for strings. Numbers without a bound must be finite, ≥ 0."""
+    return field(metadata={"min": min, "gt": gt, "choices": choices})
+
+
+def config_from_dict(cls: type[ConfigT], d: dict, section: str) -> ConfigT:
+    """Build the frozen config dataclass ``cls`` from the run config ``d`` of ``section``.
+
+    Every field is required (defaults live once, in the params schema); ints, floats, bools
+    and strings are checked by the field's type and :func:`spec`; a ValueError names the
+    section, the key, its value and what is allowed.
+    """
+    if not isinstance(d, dict):
+        raise ValueError(f"{section}: expected a dict of settings, got {type(d).__name__}")
+    names = [f.name for f in fields(cls)]  # type: ignore[arg-type]
+    unknown, missing = sorted(set(d) - set(names)), [n for n in names if n not in d]
+    if unknown or missing:
+        raise ValueError(f"{section}: unknown keys {unknown}, missing keys {missing}; expected "
+                         f"exactly the keys {names}")
+    values: dict[str, Any] = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        values[f.name] = _checked_value(section, f.name, d[f.name],
+                                         getattr(f.type, "__name__", f.type), f.metadata)
+    return cls(**values)
+
+
+def _checked_value(section: str, key: str, v: Any, kind: str, meta: Any) -> Any:
+    where = f"{section}.{key}={v!r}"
+    choices, lo, gt = meta.get("choices"), meta.get("min"), meta.get("gt")
+    if kind == "str":
+        if choices is not None and v not in choices:
+            raise ValueError(f"{where}; expected one of {list(choices)}")
+        if not isinstance(v, str):
+            raise ValueError(f"{where}; expected a string")
+        return v
+    if kind == "bool":
+        if not isinstance(v, bool | np.bool_):
+            raise ValueError(f"{where}; expected true or false")
+        return bool(v)
+    if isinstance(v, bool) or not isinstance(v, int | float | np.number):
+        raise ValueError(f"{where}; expected a number")
+    if kind == "int":
+        if not float(v).is_integer():
+            raise ValueError(f"{where}; expected an integer")
+        v = int(v)
+    else:
+        v = float(v)
+        if not math.isfinite(v):
+            raise ValueError(f"{where}; expected a finite number")
+    if gt is not None and not v > gt:
+        raise ValueError(f"{where}; expected a number > {gt:g}")
+    bound = 0 if lo is None and gt is None else lo
+    if bound is not None and v < bound:
+        raise ValueError(f"{where}; expected a number >= {bound:g}")
+    return v
 
 
 @dataclass

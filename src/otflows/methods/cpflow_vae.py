@@ -1,7 +1,7 @@
 """Amortised variational inference with a CP-Flow posterior (CP-Flow §5.4, Table 3's setting;
 Huang et al., ICLR 2021, arXiv:2012.05942), on MNIST grey levels.
 
-The VAE is ``otflows.data.vae.ConvVAE`` (Bernoulli decoder on grey levels). The posterior is
+The VAE is ``otflows.nn.vae.ConvVAE`` (Bernoulli decoder on grey levels). The posterior is
 q(z|x): z₀ = μ + σ ⊙ ε, z = ∇_z F_α(z₀; c(x)), with F_α(·; c) = α/2‖z‖² + β·F(·; c) and F a
 partially input-convex ICNN (Amos et al. 2017; ``ICNN(context=...)``) conditioned on
 c(x) = tanh(linear(encoder features)), so log q(z|x) = log N(z₀; μ, σ²) − log det ∇²F_α(z₀).
@@ -22,12 +22,12 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from otflows.data.mnist import LOGIT_LAMBDA, inverse_logit_transform, logit_transform
-from otflows.data.vae import PIXELS, ConvVAE
 from otflows.linalg import exact_log_det
 from otflows.methods.base import Evaluation
 from otflows.methods.cpflow import parse_config
 from otflows.methods.cpflow_core import standard_normal_log_prob, surrogate_log_det
 from otflows.nn.icnn import ICNN, ConvexPotential
+from otflows.nn.vae import PIXELS, ConvVAE
 
 __all__ = ["VAEFlowConfig", "VAEFlowTrainer", "make_vae_trainer"]
 

@@ -40,6 +40,8 @@ class Experiment:
     # further sweeps this run belongs to (the alpha run at the width sweep's alpha and the
     # default width is also that sweep's point: trained once, shown in both)
     also_in: tuple[str, ...] = ()
+    # False: the generic `evaluate` rule skips it (the VAE is scored by `prepare mnist-latents`)
+    evaluate: bool = True
 
     def in_sweep(self, sweep: str) -> bool:
         """Whether the run is a point of ``sweep``."""
@@ -306,12 +308,21 @@ def qflow_ebm_stem(config: dict) -> str:
     return f"{_mnist_name(config)}_ebm_{config['qflow']['ebm']['model']}"
 
 
+def _vae_runs(config: dict) -> list[Experiment]:
+    """The MNIST VAE whose latents Q-flow translates (§4.5) and CP-Flow's VI task uses."""
+    mnist = _mnist_name(config)
+    cfg = {k: v for k, v in config["vae"].items() if k != "eval_samples"}
+    return [Experiment("vae", mnist, mnist, "vae", cfg, config["vae"]["eval_samples"],
+                       data_path=f"data/processed/{mnist}.npz", evaluate=False)]
+
+
 def all_experiments(config: dict, root: str | Path = ".") -> list[Experiment]:
     """Every run params asks for whose raw data is present under ``root``, in a stable
     order. MINIBOONE runs need data/raw/miniboone; nothing ever stands in for it."""
     runs = _otflow_runs(config) + _ekp_runs(config) + _mongeampere_runs(config)
     runs += _cpflow_runs(config)
     runs += _qflow_runs(config)
+    runs += _vae_runs(config)
     if _miniboone_present(config, root):
         runs += _miniboone_runs(config)
         runs += _cpflow_miniboone_runs(config)

@@ -1,109 +1,43 @@
-"""A convolutional VAE (Kingma & Welling, ICLR 2014, arXiv:1312.6114) on MNIST, whose latent
-means are the data of Q-flow's latent-space translation (Xu, Cheng, Xie).
+"""Training of the MNIST VAE (``otflows.nn.vae.ConvVAE``) whose latent means are the data of
+Q-flow's latent-space translation (Xu, Cheng, Xie) and the model of CP-Flow's amortised VI.
 
-Encoder: two stride-2 4×4 convolutions (1 → w → 2w channels, 28 → 14 → 7) and a linear map
-to the mean and log-variance of q(z|x) = N(μ, diag σ²); decoder: the mirror image with
-transposed convolutions, giving Bernoulli logits per pixel. The targets are the grey
-levels pixel/255 (Bernoulli cross-entropy on grey levels, the usual MNIST VAE). Loss: the
-negative ELBO in nats per image, reparameterised with one sample (Kingma & Welling eq. 10).
-
-``VAETrainer`` fulfils the harness's Trainer protocol (``methods/base.py``), so training
-gets checkpoints, resume and the NaN stop of ``otflows.pipeline.training`` for free. It is not a
-registered method: it prepares data.
+The targets are the grey levels pixel/255 (Bernoulli cross-entropy on grey levels, the usual
+MNIST VAE). ``VAETrainer`` fulfils the Trainer contract (``methods/base.py``), so training
+gets checkpoints, resume and the NaN stop of the harness for free. It trains on the data
+file's ``train_pixels`` (the prepared MNIST file) and prepares data for the other methods.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import Tensor, nn
-from torch.nn import functional as F
+from torch import Tensor
 
-from otflows.methods.base import Evaluation
+from otflows.methods.base import Evaluation, config_from_dict, spec
+from otflows.nn.vae import ELBO, PIXELS, ConvVAE, negative_elbo
 
-__all__ = ["ConvVAE", "ELBO", "VAEConfig", "VAETrainer", "make_trainer", "negative_elbo"]
+__all__ = ["VAEConfig", "VAETrainer", "make_trainer"]
 
 _STATE_FORMAT = "otflows.vae/1"
-PIXELS = 784
 
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Settings of one VAE run (every key required in ``from_dict``)."""
+    """Settings of one VAE run (the ``vae`` section; every key required)."""
 
-    latent_dim: int  # dimension of z
-    width: int  # channels of the first convolution (the second has 2·width)
-    lr: float  # Adam learning rate
-    batch_size: int  # images per step
-    iters: int  # Adam steps
+    latent_dim: int = spec(min=1)  # dimension of z
+    width: int = spec(min=1)  # channels of the first convolution (the second has 2·width)
+    lr: float = spec(gt=0)  # Adam learning rate
+    batch_size: int = spec(min=1)  # images per step
+    iters: int = spec(min=1)  # Adam steps
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEConfig:
         """Build from a plain dict; raise ValueError naming unknown, missing or bad keys."""
-        names = [f.name for f in fields(cls)]
-        if not isinstance(d, dict) or set(d) != set(names):
-            got = sorted(d) if isinstance(d, dict) else type(d).__name__
-            raise ValueError(f"VAE config: expected exactly the keys {names}; got {got}")
-        for name in names:
-            v = d[name]
-            ok = (isinstance(v, int) and not isinstance(v, bool) and v >= 1) if name != "lr" \
-                else (isinstance(v, int | float) and not isinstance(v, bool) and v > 0
-                      and math.isfinite(v))
-            if not ok:
-                want = "a finite number > 0" if name == "lr" else "an int >= 1"
-                raise ValueError(f"VAE config: {name}={v!r}; expected {want}")
-        return cls(**{n: (float(d[n]) if n == "lr" else int(d[n])) for n in names})
-
-
-class ConvVAE(nn.Module):
-    """Convolutional VAE for 28×28 images: ``encode`` → (μ, log σ²), ``decode`` → logits."""
-
-    def __init__(self, latent_dim: int, width: int) -> None:
-        super().__init__()
-        w = width
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, w, 4, 2, 1), nn.ReLU(),
-            nn.Conv2d(w, 2 * w, 4, 2, 1), nn.ReLU(), nn.Flatten())
-        self.to_stats = nn.Linear(2 * w * 49, 2 * latent_dim)
-        self.from_latent = nn.Sequential(nn.Linear(latent_dim, 2 * w * 49), nn.ReLU())
-        self.decoder = nn.Sequential(
-            nn.ConvTranspose2d(2 * w, w, 4, 2, 1), nn.ReLU(),
-            nn.ConvTranspose2d(w, 1, 4, 2, 1))
-        self.width = w
-
-    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """x ``[n, 784]`` grey levels in [0, 1] → (μ, log σ²), each ``[n, latent]``."""
-        h = self.to_stats(self.encoder(x.view(-1, 1, 28, 28)))
-        mu, logvar = h.chunk(2, dim=1)
-        return mu, logvar
-
-    def decode(self, z: Tensor) -> Tensor:
-        """z ``[n, latent]`` → Bernoulli logits ``[n, 784]``."""
-        h = self.from_latent(z).view(-1, 2 * self.width, 7, 7)
-        return self.decoder(h).view(-1, PIXELS)
-
-
-@dataclass
-class ELBO:
-    """Per-image terms in nats, each ``[n]``: ``recon`` = −E_q log p(x|z) (one sample),
-    ``kl`` = KL(q(z|x) ‖ N(0, I)) (closed form), ``total`` = recon + kl = −ELBO."""
-
-    total: Tensor
-    recon: Tensor
-    kl: Tensor
-
-
-def negative_elbo(model: ConvVAE, x: Tensor, noise: Tensor) -> ELBO:
-    """−ELBO of grey levels ``x`` ``[n, 784]`` with reparameterisation noise ``[n, latent]``."""
-    mu, logvar = model.encode(x)
-    z = mu + torch.exp(0.5 * logvar) * noise
-    recon = F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").sum(1)
-    kl = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1)
-    return ELBO(recon + kl, recon, kl)
+        return config_from_dict(cls, d, "vae")
 
 
 def _grey(pixels: np.ndarray, device: torch.device) -> Tensor:
@@ -229,7 +163,9 @@ class VAETrainer:
                           extras={"originals": shown.astype(np.float64) / 255.0,
                                   "reconstructions": self.decode(self.encode_means(shown))})
 
-
-def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device) -> VAETrainer:
-    """VAE trainer for ``cfg`` (every VAEConfig key) on training pixels ``[n, 784]``."""
-    return VAETrainer(VAEConfig.from_dict(cfg), train, seed, device)
+def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device,
+                 arrays: dict[str, np.ndarray] | None = None) -> VAETrainer:
+    """VAE trainer for ``cfg`` (every VAEConfig key) on pixels ``[n, 784]`` in 0..255: the
+    data file's ``train_pixels`` when ``arrays`` holds it, else ``train``."""
+    pixels = arrays["train_pixels"] if arrays and "train_pixels" in arrays else train
+    return VAETrainer(VAEConfig.from_dict(cfg), pixels, seed, device)

@@ -10,19 +10,11 @@ import pytest
 import torch
 
 from otflows.cli.main import main
-from otflows.data.vae import VAEConfig, make_trainer, negative_elbo
+from otflows.methods.vae import VAEConfig, make_trainer
+from otflows.nn.vae import negative_elbo
 from otflows.pipeline.training import run_training
 
 CFG = {"latent_dim": 3, "width": 2, "lr": 1e-3, "batch_size": 16, "iters": 6}
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # small convolutions: extra threads only add contention (10x slower on a busy 2-core box)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +25,9 @@ def pixels() -> np.ndarray:
 def test_config_errors_name_the_key():
     with pytest.raises(ValueError, match=r"expected exactly the keys"):
         VAEConfig.from_dict({**CFG, "depth": 2})
-    with pytest.raises(ValueError, match=r"width=0; expected an int >= 1"):
+    with pytest.raises(ValueError, match=r"vae.width=0; expected a number >= 1"):
         VAEConfig.from_dict({**CFG, "width": 0})
-    with pytest.raises(ValueError, match=r"lr=-1; expected a finite number > 0"):
+    with pytest.raises(ValueError, match=r"vae.lr=-1; expected a number > 0"):
         VAEConfig.from_dict({**CFG, "lr": -1})
 
 
