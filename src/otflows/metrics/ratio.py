@@ -12,8 +12,6 @@ log p − log q is then −Σ_k r_k(x) with r_k trained on (a, b) = (P_{k−1}, 
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from torch import Tensor, nn
@@ -105,8 +103,3 @@ def ratio_errors(estimate: np.ndarray, truth: np.ndarray) -> dict[str, float]:
         raise ValueError(f"ratio_errors: shapes {estimate.shape} and {truth.shape} differ")
     err = np.abs(np.asarray(estimate, dtype=np.float64) - truth)
     return {"mae": float(err.mean()), "max_error": float(err.max())}
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) ``[n]`` (nats) for z ``[n, d]``."""
-    return -0.5 * z.square().sum(1) - 0.5 * z.shape[1] * math.log(2 * math.pi)
