@@ -125,6 +125,24 @@ class Trainer(Protocol):
         """Log-density of the learned model at ``x`` ``[n, d]``, in nats, shape ``[n]``."""
         ...
 
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every trainable parameter of the model (the contract test checks each gets a
+        gradient)."""
+        ...
+
+
+class InvertibleTrainer(Trainer, Protocol):
+    """A Trainer whose learned map is invertible: the contract test checks
+    ``inverse_map(forward_map(x)) ≈ x``."""
+
+    def forward_map(self, x: np.ndarray) -> np.ndarray:
+        """Data ``[n, d]`` → base/latent space ``[n, d]`` along the learned map."""
+        ...
+
+    def inverse_map(self, z: np.ndarray) -> np.ndarray:
+        """Base/latent ``[n, d]`` → data space ``[n, d]``; the inverse of ``forward_map``."""
+        ...
+
 
 def resolve_device(name: str) -> torch.device:
     """Map ``auto|cpu|cuda`` to a device; ``auto`` takes CUDA when present."""
