@@ -39,14 +39,10 @@ onerror:
 
 include: "rules/common.smk"
 include: "rules/data.smk"
-include: "rules/train.smk"
-include: "rules/jko.smk"
-include: "rules/ekp.smk"
-include: "rules/jko_miniboone.smk"
-include: "rules/mongeampere.smk"
 include: "rules/cpflow.smk"
 include: "rules/qflow.smk"
-include: "rules/report.smk"
+include: "rules/train.smk"
+include: "rules/reports.smk"
 
 
 rule all:

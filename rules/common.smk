@@ -1,6 +1,7 @@
-# Helpers shared by the rules files (no rules here).
-from otflows.pipeline.experiments import experiment_index
+# Helpers and names shared by the rules files (no rules here).
 from otflows.methods import METHODS
+from otflows.pipeline.experiments import experiment_index, select_runs
+from otflows.pipeline.experiments.base import mnist_name
 
 EXPERIMENTS = experiment_index(config)
 TARGETS = []        # every rules file appends its final outputs; `rule all` asks for them
@@ -17,11 +18,7 @@ def experiment(wildcards):
 
 
 def metrics_path(e):
-    return f"results/metrics/{e.method}/{e.name}.json"
-
-
-def samples_path(e):
-    return f"results/samples/{e.method}/{e.name}.npz"
+    return e.metrics_path
 
 
 def init_inputs(e):
@@ -44,10 +41,15 @@ def record_path(e):
 
 def runs(methods, sweep=None, dataset=None, benchmark=None):
     """Experiments of the given methods, optionally filtered."""
-    return [e for e in EXPERIMENTS.values()
-            if e.method in methods and (sweep is None or e.in_sweep(sweep))
-            and (dataset is None or e.dataset == dataset)
-            and (benchmark is None or e.benchmark == benchmark)]
+    return select_runs(EXPERIMENTS.values(), methods, sweep, dataset, benchmark)
+
+
+# The prepared MNIST file (mnist5k offline, or the full IDX set) and the VAE trained on it.
+MNIST_NAME = mnist_name(config)
+MNIST_DATA = f"data/processed/{MNIST_NAME}.npz"
+VAE = {"ckpt": f"results/checkpoints/vae/{MNIST_NAME}/model.pt",
+       "metrics": f"results/metrics/vae/{MNIST_NAME}.json",
+       "samples": f"results/samples/vae/{MNIST_NAME}.npz"}
 
 
 def gpu_count(device):

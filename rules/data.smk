@@ -14,21 +14,6 @@ rule prepare_toy:
         " --n-test {params.n_test} --seed {params.seed} --out {output} 2> {log}"
 
 
-rule figure_toys:
-    input:
-        expand("data/processed/toy/{name}.npz", name=config["data"]["toy"]["datasets"]),
-    output:
-        png=report("results/figures/toy_datasets.png", category="Data"),
-        svg="results/figures/toy_datasets.svg",
-    log:
-        "results/logs/figure_toys.log",
-    shell:
-        "otflows figure toys --inputs {input} --out {output.png} 2> {log}"
-
-
-TARGETS += rules.figure_toys.output
-
-
 # ----------------------------------------------------------------------------- real data
 # MINIBOONE (JKO-Flow Table 3, CP-Flow Table 1), MNIST and the MNIST VAE latents (Q-flow).
 import json
@@ -40,13 +25,7 @@ from otflows.pipeline.experiments import experiments_not_run
 _MB = config["data"]["miniboone"]
 _MN = config["data"]["mnist"]
 MINIBOONE_RAW = _miniboone_raw(_MB["source"])
-MNIST_NAME = "mnist5k" if _MN["source"] == "mnist5k" else "mnist"  # never mistaken for full
-MNIST_DATA = f"data/processed/{MNIST_NAME}.npz"
 MNIST_RAW = [f"data/raw/mnist/{name}" for name, _md5, _size in _IDX_FILES.values()]
-_VAE = {"ckpt": f"results/checkpoints/vae/{MNIST_NAME}/model.pt",
-        "metrics": f"results/metrics/vae/{MNIST_NAME}.json",
-        "samples": f"results/samples/vae/{MNIST_NAME}.npz",
-        "record": f"results/records/vae/{MNIST_NAME}.json"}
 
 
 # `snakemake download_miniboone`: fetch, check, then `dvc add data/raw/miniboone`.
@@ -118,12 +97,12 @@ rule prepare_mnist:
 
 rule prepare_mnist_latents:
     input:
-        model=_VAE["ckpt"],
+        model=VAE["ckpt"],
         data=MNIST_DATA,
     output:
         latents=f"data/processed/{MNIST_NAME}_latents.npz",
-        metrics=_VAE["metrics"],
-        samples=_VAE["samples"],
+        metrics=VAE["metrics"],
+        samples=VAE["samples"],
     params:
         n=config["vae"]["eval_samples"],
         seed=config["seed"],
@@ -136,19 +115,6 @@ rule prepare_mnist_latents:
         " --eval-samples {params.n} --seed {params.seed} --device {params.device}"
         " --threads {threads} --out {output.latents} --out-metrics {output.metrics}"
         " --out-samples {output.samples} 2> {log}"
-
-
-rule figure_vae:
-    input:
-        _VAE["samples"],
-    output:
-        png=report(f"results/figures/vae_{MNIST_NAME}.png", category="Data",
-                   subcategory="MNIST VAE: reconstructions and samples"),
-        svg=f"results/figures/vae_{MNIST_NAME}.svg",
-    log:
-        f"results/logs/figures/vae_{MNIST_NAME}.log",
-    shell:
-        "otflows figure vae --inputs {input} --out {output.png} 2> {log}"
 
 
 # Experiments params asks for whose raw data is absent: listed, never substituted.
@@ -164,9 +130,8 @@ rule not_run:
         "otflows not-run --entries {params.entries:q} --out {output} 2> {log}"
 
 
-METRICS += [_VAE["metrics"]]
-TARGETS += [f"data/processed/{MNIST_NAME}_latents.npz", "results/tables/not_run.md",
-            rules.figure_vae.output.png]
+METRICS += [VAE["metrics"]]
+TARGETS += [f"data/processed/{MNIST_NAME}_latents.npz", "results/tables/not_run.md"]
 
 
 # The continuous critical Ising model of Monge-Ampère flow §4.2: K + aI, its inverse and the

@@ -4,12 +4,6 @@
 from otflows.pipeline.experiments import qflow_data
 
 _QF = config.get("qflow", {})
-_QF_CAT = "Q-flow"
-_QF_TOY = runs(["qflow"], sweep="qflow_toy")
-_QF_GMM = runs(["qflow"], sweep="qflow_gmm")
-_QF_TOYS = runs(["qflow"], sweep="qflow_toys")
-_QF_MI = runs(["qflow"], sweep="qflow_mi")
-_QF_TR = runs(["qflow"], sweep="qflow_translation")
 
 
 rule prepare_qflow_gmm:
@@ -66,7 +60,7 @@ rule prepare_qflow_translation:
     input:
         latents=f"data/processed/{MNIST_NAME}_latents.npz",
         mnist=MNIST_DATA,
-        vae=_VAE["ckpt"],
+        vae=VAE["ckpt"],
     output:
         qflow_data(_QF_TR_STEM),
     params:
@@ -82,125 +76,6 @@ rule prepare_qflow_translation:
         " --vae {input.vae} --source {params.source} --target {params.target}"
         " --classifier-iters {params.iters} --seed {params.seed} --threads {threads}"
         " --out {output} 2> {log}"
-
-
-rule figure_qflow_gmm:
-    input:
-        [samples_path(e) for e in _QF_GMM],
-    output:
-        png=report("results/figures/qflow_gmm.png", category=_QF_CAT,
-                   subcategory="Fig. A.1: GMM log-ratio, true vs estimated"),
-        svg="results/figures/qflow_gmm.svg",
-    log:
-        "results/logs/figures/qflow_gmm.log",
-    shell:
-        "otflows figure qflow-gmm --inputs {input} --out {output.png} 2> {log}"
-
-
-rule table_qflow_gmm:
-    input:
-        [metrics_path(e) for e in _QF_GMM],
-    output:
-        md="results/tables/qflow_gmm.md",
-        csv=report("results/tables/qflow_gmm.csv", category=_QF_CAT,
-                   subcategory="GMM DRE: MAE and max error"),
-    log:
-        "results/logs/tables/qflow_gmm.log",
-    shell:
-        "otflows table qflow-gmm --inputs {input} --out-md {output.md} --out-csv {output.csv}"
-        " 2> {log}"
-
-
-rule figure_qflow_toys:
-    input:
-        [samples_path(e) for e in _QF_TOYS],
-    output:
-        png=report("results/figures/qflow_toys.png", category=_QF_CAT,
-                   subcategory="Fig. 2: trajectory, linear bridge, interval log-ratios"),
-        svg="results/figures/qflow_toys.svg",
-    log:
-        "results/logs/figures/qflow_toys.log",
-    shell:
-        "otflows figure qflow-toys --inputs {input} --out {output.png} 2> {log}"
-
-
-rule table_qflow_transport:
-    input:
-        [metrics_path(e) for e in _QF_TOYS + _QF_GMM + _QF_TOY],
-    output:
-        md="results/tables/qflow_transport.md",
-        csv=report("results/tables/qflow_transport.csv", category=_QF_CAT,
-                   subcategory="W2 cost of Q-flow vs the linear-interpolant bridge"),
-    log:
-        "results/logs/tables/qflow_transport.log",
-    shell:
-        "otflows table qflow-transport --inputs {input} --out-md {output.md}"
-        " --out-csv {output.csv} 2> {log}"
-
-
-rule figure_qflow_mi:
-    input:
-        [metrics_path(e) for e in _QF_MI],
-    output:
-        png=report("results/figures/qflow_mi.png", category=_QF_CAT,
-                   subcategory="Fig. 3: estimated vs true MI"),
-        svg="results/figures/qflow_mi.svg",
-    log:
-        "results/logs/figures/qflow_mi.log",
-    shell:
-        "otflows figure qflow-mi --inputs {input} --out {output.png} 2> {log}"
-
-
-rule table_qflow_mi:
-    input:
-        [metrics_path(e) for e in _QF_MI],
-    output:
-        md="results/tables/qflow_mi.md",
-        csv=report("results/tables/qflow_mi.csv", category=_QF_CAT,
-                   subcategory="MI estimates by dimension"),
-    log:
-        "results/logs/tables/qflow_mi.log",
-    shell:
-        "otflows table qflow-mi --inputs {input} --out-md {output.md} --out-csv {output.csv}"
-        " 2> {log}"
-
-
-rule figure_qflow_translation:
-    input:
-        [samples_path(e) for e in _QF_TR],
-    output:
-        png=report("results/figures/qflow_translation.png", category=_QF_CAT,
-                   subcategory="Fig. 4b adapted: decoded latent trajectories"),
-        svg="results/figures/qflow_translation.svg",
-    log:
-        "results/logs/figures/qflow_translation.log",
-    shell:
-        "otflows figure qflow-translation --inputs {input} --out {output.png} 2> {log}"
-
-
-rule table_qflow_translation:
-    input:
-        [metrics_path(e) for e in _QF_TR],
-    output:
-        md="results/tables/qflow_translation.md",
-        csv=report("results/tables/qflow_translation.csv", category=_QF_CAT,
-                   subcategory="Translation: target-class share, transport cost"),
-    log:
-        "results/logs/tables/qflow_translation.log",
-    shell:
-        "otflows table qflow-translation --inputs {input} --out-md {output.md}"
-        " --out-csv {output.csv} 2> {log}"
-
-
-if _QF_GMM:
-    TARGETS += ["results/figures/qflow_gmm.png", "results/tables/qflow_gmm.md"]
-if _QF_TOYS:
-    TARGETS += ["results/figures/qflow_toys.png", "results/tables/qflow_transport.md"]
-if _QF_MI:
-    TARGETS += ["results/figures/qflow_mi.png", "results/tables/qflow_mi.md"]
-if _QF_TR:
-    TARGETS += ["results/figures/qflow_translation.png",
-                "results/tables/qflow_translation.md"]
 
 
 # §4.4 energy-based MNIST (the paper profile; qflow.ebm.enabled): Q a fitted Gaussian or NSF.
@@ -232,18 +107,3 @@ if _QF_EBM:
             " --shrinkage {params.shrinkage} --nsf-iters {params.nsf_iters}"
             " --nsf-transforms {params.nsf_transforms} --nsf-hidden {params.nsf_hidden}"
             " --seed {params.seed} --threads {threads} --out {output} 2> {log}"
-
-    rule table_qflow_ebm:
-        input:
-            [metrics_path(e) for e in _QF_EBM],
-        output:
-            md="results/tables/qflow_ebm.md",
-            csv=report("results/tables/qflow_ebm.csv", category=_QF_CAT,
-                       subcategory="Table 1: energy-based MNIST, bits/dim"),
-        log:
-            "results/logs/tables/qflow_ebm.log",
-        shell:
-            "otflows table qflow-ebm --inputs {input} --out-md {output.md}"
-            " --out-csv {output.csv} 2> {log}"
-
-    TARGETS += ["results/tables/qflow_ebm.md"]

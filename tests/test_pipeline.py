@@ -149,7 +149,7 @@ def test_every_job_was_forked_by_the_run_s_fork_server(project: Path):
             for x in (project / ".snakemake/forkserver.jsonl").read_text().splitlines()]
     log = sorted((project / ".snakemake/log").glob("*.snakemake.log"))[0].read_text()
     stats = log.split("Job stats:")[1].split("Select jobs")[0]
-    trained = sum(int(n) for n in re.findall(r"^train\w*\s+(\d+)$", stats, re.M))  # + train_vae
+    trained = sum(int(n) for n in re.findall(r"^train\w*\s+(\d+)$", stats, re.M))
     assert sum(j[0] == "train" for j in jobs) == trained > 20
 
 
@@ -174,7 +174,7 @@ def test_jko_edit_reruns_only_jko_jobs(project: Path):
     out = snakemake(project, "-n", "--configfile", "config/smoke.yaml", "config/edit.yaml").stdout
     trained = re.findall(r"output: results/checkpoints/(\w+)/", out)
     assert jobs["train"] == 6 and set(trained) == {"jko"}
-    assert "prepare_toy" not in jobs and "figure_toys" not in jobs
+    assert "prepare_toy" not in jobs and "figure_toy_datasets" not in jobs
 
 
 def test_every_run_is_in_mlflow(project: Path):
