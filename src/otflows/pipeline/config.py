@@ -36,16 +36,19 @@ def _resolve(schema: dict, root: dict) -> dict:
 
 
 def _fill_defaults(instance: Any, schema: dict, root: dict) -> None:
-    """Insert schema defaults for absent keys, creating absent sub-objects as needed."""
+    """Insert the schema's defaults (given once, there) for absent keys. An absent optional
+    section is created and filled; an absent *required* key or section is left absent, so
+    validation reports it by name instead of a default silently standing in."""
     schema = _resolve(schema, root)
     if not isinstance(instance, dict):
         return
+    required = set(schema.get("required", ()))
     for key, sub in schema.get("properties", {}).items():
         sub = _resolve(sub, root)
         if key not in instance:
             if "default" in sub:
                 instance[key] = copy.deepcopy(sub["default"])
-            elif sub.get("type") == "object" and "properties" in sub:
+            elif sub.get("type") == "object" and "properties" in sub and key not in required:
                 instance[key] = {}
         if key in instance:
             _fill_defaults(instance[key], sub, root)
@@ -69,6 +72,11 @@ def _describe(error: ValidationError) -> str:
     if error.validator == "pattern":
         return (f"{where}: {error.instance!r} is not allowed: names may hold only letters, "
                 f"digits, '_', '.', '-' (they become file names and shell arguments)")
+    if error.validator == "required":
+        missing = sorted(set(error.validator_value) - set(error.instance))
+        section = f" of section {where}" if where != "<top level>" else " (a top-level section)"
+        return "; ".join(f"{k}: missing{section}; add it to params.yaml (the schema gives it "
+                         f"no default)" for k in missing)
     return f"{where}: {error.message}"
 
 
