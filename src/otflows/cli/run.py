@@ -11,28 +11,12 @@ from pathlib import Path
 import numpy as np
 
 from otflows.cli.io import EXIT_DIVERGED, check_finite, load_npz, save_npz, set_threads
+from otflows.methods import build_trainer
 from otflows.pipeline.checkpoint import write_json, write_text
 
 __all__ = ["add_commands"]
 
 
-def _make_trainer(method: str, cfg: dict, data: dict[str, np.ndarray], seed: int, device):
-    """``make_trainer`` of ``method`` on the data file's ``train``. A method whose
-    ``make_trainer`` takes ``arrays`` also gets the file's other arrays (a test split to
-    monitor, or a problem description such as the Ising couplings)."""
-    import inspect
-
-    from otflows.methods import get_method
-
-    make = get_method(method).make_trainer
-    if "arrays" in inspect.signature(make).parameters:
-        rest = {k: v for k, v in data.items() if k != "train"}
-        return make(cfg, data["train"], seed, device, arrays=rest)
-    return make(cfg, data["train"], seed, device)
-
-
-
-# --------------------------------------------------------------------------- train
 def cmd_train(args: argparse.Namespace) -> int:
     import torch
 
@@ -51,7 +35,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     chash = config_hash({"method": args.method, "cfg": cfg, "seed": args.seed,
                          "data": Path(args.data).name})
     torch.manual_seed(args.seed)
-    trainer = _make_trainer(args.method, cfg, data, args.seed, device)
+    trainer = build_trainer(args.method, cfg, data, args.seed, device)
     out = Path(args.out)
     resume = out.with_name("resume.pt")
     started_ms = int(time.time() * 1000)
@@ -125,7 +109,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     cfg = ckpt["config"]
     device = resolve_device(args.device)
     torch.manual_seed(args.seed)
-    trainer = _make_trainer(args.method, cfg, data, args.seed, device)
+    trainer = build_trainer(args.method, cfg, data, args.seed, device)
     trainer.load_state_dict(ckpt["state"])
     # A data file without `test` (the Ising energy) is scored by the method alone: no MMD.
     test = data["test"] if "test" in data else np.zeros((0, data["train"].shape[1]))

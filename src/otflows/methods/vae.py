@@ -110,6 +110,10 @@ class VAETrainer:
         """Trainable parameters of encoder and decoder."""
         return sum(p.numel() for p in self.model.parameters())
 
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every trainable parameter of the VAE (encoder and decoder)."""
+        return list(self.model.parameters())
+
     def _batches(self, x: Tensor):
         for i in range(0, x.shape[0], self.eval_batch_size):
             yield x[i : i + self.eval_batch_size]
