@@ -1,4 +1,5 @@
-"""Monge-Ampère flow: closed-form derivatives, App. A, reversibility, symmetry, Trainer contract."""
+"""Monge-Ampère flow: closed-form derivatives, App. A, reversibility, symmetry, Trainer
+contract (parameters, forward/inverse maps), config validation."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from otflows.data.ising import ising_problem
 from otflows.methods import get_method
 from otflows.methods.mongeampere import (
     DensityConfig,
+    IsingConfig,
     SoftplusPotential,
     SymmetryGroup,
     integrate,
@@ -304,3 +306,46 @@ def test_registered_and_config_errors_name_the_key():
         DensityConfig.from_dict({**DENSITY, "epsilon": -0.1})
     with pytest.raises(KeyError, match="prepare ising"):
         make_trainer(ISING, np.eye(16), 0, CPU, arrays={})
+    with pytest.raises(ValueError, match="batch_size"):
+        IsingConfig.from_dict({**ISING, "batch_size": 1})
+    with pytest.raises(ValueError, match="symmetrize"):
+        IsingConfig.from_dict({**ISING, "symmetrize": 1})
+    with pytest.raises(ValueError, match="dtype"):
+        DensityConfig.from_dict({**DENSITY, "dtype": "float16"})
+    with pytest.raises(ValueError, match="task"):
+        DensityConfig.from_dict({**DENSITY, "task": "ising"})
+
+
+def test_a_state_of_the_other_task_is_refused(ising4):
+    density, ising = _trainer("density"), _trainer("ising", ising_arrays=ising4)
+    with pytest.raises(ValueError, match="not a Monge-Ampère density state"):
+        density.load_state_dict(ising.state_dict())
+
+
+# ------------------------------------------------------------- parameters and the maps
+@pytest.mark.parametrize("task", ["density", "ising"])
+def test_parameters_are_the_potentials(task, ising4):
+    tr = _trainer(task, ising_arrays=ising4)
+    params = tr.parameters()
+    assert len(params) == 3 and all(isinstance(p, torch.nn.Parameter) for p in params)
+    assert [id(p) for p in params] == [id(p) for p in tr.potential.parameters()]
+    assert sum(p.numel() for p in params) == tr.n_parameters()
+    tr.train_step()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
+
+
+def test_density_forward_and_inverse_maps_invert_each_other():
+    tr = _trainer("density")
+    for _ in range(3):
+        tr.train_step()
+    x = _data(25, 3)
+    z = tr.forward_map(x)
+    assert z.shape == (25, 2) and z.dtype == np.float64
+    ref = negative_log_likelihood(tr.potential, torch.as_tensor(x), DENSITY["epsilon"],
+                                  DENSITY["steps"])[1].x
+    np.testing.assert_array_equal(z, ref.detach().numpy())  # the NLL's pull-back (eq. 6)
+    assert np.abs(z - x).max() > 1e-3
+    back = tr.inverse_map(z)
+    assert back.shape == (25, 2) and back.dtype == np.float64
+    np.testing.assert_allclose(back, x, rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(tr.inverse_map(np.zeros((0, 2))), np.zeros((0, 2)))
