@@ -1,6 +1,7 @@
-"""CP-Flow (arXiv:2012.05942): closed-form checks of SLQ, CG, Alg. 1, Alg. 2 and the
-Gaussian coupling, plus the method contract (every parameter gets a gradient, seeds, resume,
-sample shapes, inverse(forward(x)) ≈ x) for CP-Flow, its zuko baselines and amortised VI."""
+"""CP-Flow (arXiv:2012.05942) trainers: the Gaussian coupling's closed forms, and the method
+contract (every parameter gets a gradient, seeds, resume, sample shapes,
+inverse_map(forward_map(x)) ≈ x) for CP-Flow, its zuko baselines and amortised VI. The
+numerics (CG, SLQ, Alg. 1, Alg. 2) are in ``test_cpflow_core.py``."""
 
 from __future__ import annotations
 
@@ -16,13 +17,9 @@ from otflows.data.coupling import (
     optimal_map,
     random_covariance,
 )
-from otflows.linalg import conjugate_gradient, exact_log_det, hessian, rademacher, slq_log_det
 from otflows.methods import get_method
-from otflows.methods.cpflow import CPFlowConfig, make_trainer
-from otflows.methods.cpflow_core import CPFlow, invert_potential, surrogate_log_det
-from otflows.nn.icnn import ICNN, ConvexPotential
+from otflows.methods.cpflow import CPFlowConfig, VAEFlowConfig, make_trainer
 
-F64 = torch.float64
 TOY = {"task": "density", "model": "cpflow", "architecture": "fc", "blocks": 1, "depth": 3,
        "width": 8, "alpha": 1.0, "lr": 5e-3, "weight_decay": 0.0, "lr_halve_every": 2,
        "batch_size": 32, "iters": 3, "cg_tol": 1e-8, "cg_max_iter": 10, "slq_steps": 2,
@@ -33,122 +30,9 @@ VAE = {"task": "vae", "posterior": "cpflow", "latent_dim": 3, "width": 2, "icnn_
        "cg_max_iter": 5}
 
 
-def potential(d: int, seed: int = 0, depth: int = 3, width: int = 16,
-              alpha: float = 0.5) -> ConvexPotential:
-    icnn = ICNN(d, width, depth, dtype=F64, generator=torch.Generator().manual_seed(seed))
-    pot = ConvexPotential(icnn, alpha=alpha)
-    with torch.no_grad():  # a strongly curved ICNN part, so H is far from αI
-        pot.b.fill_(3.0)
-    return pot
-
-
-def randn(*shape: int, seed: int = 0) -> torch.Tensor:
-    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=F64)
-
-
 def toy_data(n: int = 256, seed: int = 0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return np.concatenate([rng.normal(-1.5, 0.4, (n // 2, 2)), rng.normal(1.5, 0.6, (n // 2, 2))])
-
-
-# ------------------------------------------------------------------------- linear algebra
-def test_cg_matches_linalg_solve_on_random_spd_batches():
-    a = randn(16, 7, 7, seed=1)
-    h = a @ a.transpose(1, 2) + 0.1 * torch.eye(7, dtype=F64)
-    b = randn(16, 7, seed=2)
-    out = conjugate_gradient(lambda v: torch.einsum("nij,nj->ni", h, v), b, 1e-11, 100)
-    ref = torch.linalg.solve(h, b)
-    assert torch.allclose(out.x, ref, atol=1e-8, rtol=1e-8)
-    assert out.residual.max() < 1e-11 and out.iterations <= 60
-
-
-def test_cg_stops_at_the_iteration_cap_and_tolerance():
-    h = torch.diag_embed(torch.linspace(1, 100, 30, dtype=F64)).expand(4, 30, 30)
-    b = torch.ones(4, 30, dtype=F64)
-    capped = conjugate_gradient(lambda v: torch.einsum("nij,nj->ni", h, v), b, 1e-14, 3)
-    assert capped.iterations == 3 and capped.residual.max() > 1e-3
-    loose = conjugate_gradient(lambda v: torch.einsum("nij,nj->ni", h, v), b, 1e-1, 100)
-    assert loose.residual.max() < 1e-1 and loose.iterations < 30
-
-
-@pytest.mark.parametrize("d", [5, 10, 20])
-def test_slq_with_d_steps_equals_the_quadratic_form_of_log_h(d: int):
-    """With m = d Lanczos steps Gauss quadrature is exact: each probe gives vᵀ log(H) v."""
-    pot = potential(d, seed=d)
-    x = randn(12, d, seed=d) * 1.5
-    h = hessian(pot, x)
-    evals, evecs = torch.linalg.eigh(h)
-    log_h = evecs @ torch.diag_embed(evals.log()) @ evecs.transpose(1, 2)
-    v = rademacher((12, d), torch.Generator().manual_seed(7), F64)
-    exact_form = torch.einsum("ni,nij,nj->n", v, log_h, v)
-    est = slq_log_det(lambda u: pot.derivatives(x)[2](u), 12, d, d, 1,
-                      torch.Generator().manual_seed(7), F64)
-    assert torch.allclose(est, exact_form, atol=1e-8, rtol=1e-8)
-
-
-@pytest.mark.parametrize("d,steps", [(5, 5), (12, 8), (20, 10)])
-def test_slq_estimates_the_exact_log_det_within_its_monte_carlo_error(d: int, steps: int):
-    """Tolerance: 4 standard errors of the probe average (plus 1e-3 for truncation)."""
-    pot = potential(d, seed=10 + d)
-    x = randn(8, d, seed=d) * 1.5
-    exact = exact_log_det(pot, x)
-    hvp = pot.derivatives(x.repeat(300, 1))[2]  # 300 probes per point, one batch
-    probes = slq_log_det(hvp, 2400, d, steps, 1, torch.Generator().manual_seed(3),
-                         F64).reshape(300, 8)
-    se = probes.std(0) / math.sqrt(probes.shape[0])
-    assert ((probes.mean(0) - exact).abs() <= 4 * se + 1e-3).all()
-
-
-def test_exact_log_det_matches_slogdet_of_the_autograd_hessian():
-    pot = potential(4, seed=2)
-    x = randn(10, 4, seed=5)
-    xr = x.clone().requires_grad_(True)
-    g = torch.autograd.grad(pot(xr).sum(), xr, create_graph=True)[0]
-    rows = torch.stack([torch.autograd.grad(g[:, j].sum(), xr, retain_graph=True)[0]
-                        for j in range(4)], 1)
-    assert torch.allclose(hessian(pot, x), rows, atol=1e-12)
-    assert torch.allclose(exact_log_det(pot, x), torch.linalg.slogdet(rows)[1], atol=1e-10)
-    assert (torch.linalg.eigvalsh(rows) > 0).all()  # positive definite
-
-
-# ------------------------------------------------------------------------- Alg. 1 and 2
-def test_inversion_error_is_below_1e_5_on_random_inputs():
-    pot = potential(5, seed=4, depth=4, width=24)
-    y = randn(256, 5, seed=9) * 3
-    out = invert_potential(pot, y, tol=1e-7, max_iter=500)
-    g = pot.derivatives(out.x)[1]
-    assert (g - y).abs().max() <= 1e-5
-    assert out.error.max() <= 1e-5 and torch.allclose(out.error, (g - y).abs().amax(1))
-
-
-def test_surrogate_gradient_matches_the_exact_log_det_gradient_at_d3():
-    """Alg. 2: E_v[∂/∂θ vᵀ H (stop-grad H⁻¹v)] = ∂ log det H/∂θ (eq. 3), averaged over
-    4000 probes at one point (each row of a replicated batch carries its own probe)."""
-    pot = potential(3, seed=6, depth=3, width=12)
-    x0 = randn(1, 3, seed=2)
-    params = list(pot.parameters())
-    exact = torch.autograd.grad(exact_log_det(pot, x0, create_graph=True).sum(), params)
-    xs = x0.repeat(4000, 1)
-    out = surrogate_log_det(pot, xs, torch.Generator().manual_seed(0), 1e-12, 10)
-    est = torch.autograd.grad(out.surrogate.mean(), params)
-    flat_e, flat_s = torch.cat([g.flatten() for g in exact]), torch.cat([g.flatten()
-                                                                        for g in est])
-    assert out.cg_residual < 1e-10
-    assert torch.linalg.norm(flat_s - flat_e) <= 0.1 * torch.linalg.norm(flat_e)
-    assert torch.nn.functional.cosine_similarity(flat_s, flat_e, dim=0) > 0.99
-
-
-def test_two_block_flow_density_integrates_to_one():
-    """Change of variables with exact log dets: ∫ p = 1 on a fine 2-D grid."""
-    flow = CPFlow([potential(2, seed=1, alpha=1.0), potential(2, seed=2, alpha=1.0)])
-    g = torch.linspace(-6, 6, 241, dtype=F64)
-    xx, yy = torch.meshgrid(g, g, indexing="ij")
-    pts = torch.stack([xx.ravel(), yy.ravel()], 1)
-    p = flow.log_prob(pts, "exact").exp()
-    assert float(p.sum() * (g[1] - g[0]) ** 2) == pytest.approx(1.0, abs=2e-3)
-    z = flow(pts[:50])
-    back = flow.inverse(z, 1e-10, 500)
-    assert (back.x - pts[:50]).abs().max() < 1e-7
 
 
 # ------------------------------------------------------------------------- Gaussian coupling
@@ -202,6 +86,9 @@ def test_contract_gradients_seed_samples_and_resume(model: str):
     missing = [n for n, p in t.model.named_parameters() if p.grad is None
                or not torch.isfinite(p.grad).all()]
     assert not missing, missing
+    params = t.parameters()
+    assert {id(p) for p in params} == {id(p) for p in t.model.parameters()}
+    assert sum(p.numel() for p in params) == t.n_parameters()
     state = t.state_dict()
     rest = [t.train_step()["loss"] for _ in range(2)]
     again = make_trainer(cfg, data, 0, torch.device("cpu"))
@@ -213,6 +100,12 @@ def test_contract_gradients_seed_samples_and_resume(model: str):
     assert ev.samples.shape == (30, 2) and ev.samples.dtype == np.float64
     assert all(math.isfinite(v) for v in ev.metrics.values())
     assert np.isfinite(t.log_density(data[:20])).all()
+    z = t.forward_map(data[:40])
+    assert z.shape == (40, 2) and z.dtype == np.float64
+    back = t.inverse_map(z)
+    assert back.dtype == np.float64
+    tol = {"cpflow": 1e-6, "naf": 1e-5}.get(model, 1e-9)  # L-BFGS; NAF: zuko's bisection
+    assert np.abs(back - data[:40]).max() < tol
     if model == "cpflow":
         assert ev.metrics["roundtrip_error"] < 1e-6  # inverse(forward(x)) ≈ x
         assert ev.metrics["inversion_error"] < 1e-6
@@ -227,6 +120,13 @@ def test_registry_and_config_errors():
         CPFlowConfig.from_dict({**TOY, "model": "glow"})
     with pytest.raises(ValueError, match="cg_tol"):
         CPFlowConfig.from_dict({**TOY, "cg_tol": 0.0})
+    with pytest.raises(ValueError, match="width"):
+        CPFlowConfig.from_dict({**TOY, "width": 1})
+    with pytest.raises(ValueError, match="dtype"):
+        CPFlowConfig.from_dict({**TOY, "dtype": "float16"})
+    with pytest.raises(ValueError, match="posterior"):
+        VAEFlowConfig.from_dict({**VAE, "posterior": "iaf"})
+    assert VAEFlowConfig.from_dict(VAE).icnn_width == 4
     with pytest.raises(ValueError, match="task="):
         make_trainer({**TOY, "task": "sample"}, toy_data(), 0, torch.device("cpu"))
     with pytest.raises(ValueError, match="d = 784"):
@@ -258,6 +158,8 @@ def test_amortised_vae_trains_resumes_and_scores(posterior: str):
     trained = [p for m in ([t.model.vae, t.model.head, t.model.flow] if posterior == "cpflow"
                            else [t.model.vae]) for p in m.parameters()]
     assert all(p.grad is not None for p in trained)
+    assert [id(p) for p in t.parameters()] == [id(p) for p in trained]
+    assert sum(p.numel() for p in t.parameters()) == t.n_parameters()
     state = t.state_dict()
     nxt = t.train_step()["loss"]
     r = make_trainer(cfg, px.astype(float), 0, torch.device("cpu"), arrays=arrays)
@@ -270,13 +172,13 @@ def test_amortised_vae_trains_resumes_and_scores(posterior: str):
 def test_miniboone_run_config_trains_and_its_table_cites_the_paper(tmp_path):
     """The Table 1 run on a 43-D stand-in (MINIBOONE's shape), then its table."""
     from otflows.pipeline.config import load_params
-    from otflows.pipeline.experiments import _cpflow_miniboone_runs
+    from otflows.pipeline.experiments.cpflow import miniboone_experiments
     from otflows.reports import TABLES
 
     root = __import__("pathlib").Path(__file__).resolve().parents[2]
     cfg = load_params([root / "params.yaml", root / "config/smoke.yaml"],
                       root / "schemas/params.schema.yaml")
-    (run,) = _cpflow_miniboone_runs(cfg)
+    (run,) = miniboone_experiments(cfg)
     data = np.random.default_rng(0).standard_normal((200, 43))
     t = make_trainer(run.cfg, data, 0, torch.device("cpu"))
     while t.step_index < t.n_steps:

@@ -22,45 +22,17 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from otflows.data.mnist import LOGIT_LAMBDA, inverse_logit_transform, logit_transform
+from otflows.distributions import standard_normal_log_prob
 from otflows.linalg import exact_log_det
 from otflows.methods.base import Evaluation
-from otflows.methods.cpflow import parse_config
-from otflows.methods.cpflow_core import standard_normal_log_prob, surrogate_log_det
+from otflows.methods.cpflow.config import VAEFlowConfig
+from otflows.methods.cpflow.core import surrogate_log_det
 from otflows.nn.icnn import ICNN, ConvexPotential
 from otflows.nn.vae import PIXELS, ConvVAE
 
-__all__ = ["VAEFlowConfig", "VAEFlowTrainer", "make_vae_trainer"]
+__all__ = ["AmortisedVAE", "ELBOTerms", "VAEFlowTrainer", "make_vae_trainer"]
 
 _STATE_FORMAT = "otflows.cpflow_vae/1"
-
-
-@dataclass(frozen=True)
-class VAEFlowConfig:
-    """One amortised-VI run (every key required)."""
-
-    task: str  # "vae"
-    posterior: str  # "cpflow" | "gaussian"
-    latent_dim: int
-    width: int  # channels of the VAE's first convolution
-    icnn_width: int
-    icnn_depth: int
-    context: int  # encoder features conditioning the ICNN
-    lr: float
-    batch_size: int
-    iters: int
-    cg_tol: float
-    cg_max_iter: int
-
-    @classmethod
-    def from_dict(cls, d: dict) -> VAEFlowConfig:
-        """Validate and build; raise ValueError naming the offending key."""
-        cfg = parse_config(cls, d, {"task": ("vae",), "posterior": ("cpflow", "gaussian")},
-                           {"latent_dim": 1, "width": 1, "icnn_width": 2, "icnn_depth": 1,
-                            "context": 1, "batch_size": 1, "iters": 1, "cg_max_iter": 1})
-        for key in ("lr", "cg_tol"):
-            if getattr(cfg, key) <= 0:
-                raise ValueError(f"VAEFlowConfig: {key}={getattr(cfg, key)}; expected > 0")
-        return cfg
 
 
 @dataclass
@@ -84,9 +56,15 @@ class AmortisedVAE(nn.Module):
                                          context=cfg.context, generator=generator))
         self.use_flow = cfg.posterior == "cpflow"
 
-    def n_parameters(self) -> int:
+    def trained_parameters(self) -> list[nn.Parameter]:
+        """The parameters Adam trains: the VAE's, plus the context head's and the
+        potential's with the CP-Flow posterior (the Gaussian baseline leaves them unused)."""
         mods = [self.vae] + ([self.head, self.flow] if self.use_flow else [])
-        return sum(p.numel() for m in mods for p in m.parameters())
+        return [p for m in mods for p in m.parameters()]
+
+    def n_parameters(self) -> int:
+        """Number of trained parameters."""
+        return sum(p.numel() for p in self.trained_parameters())
 
     def terms(self, x: Tensor, noise: Tensor, generator: torch.Generator | None,
               cg_tol: float, cg_max_iter: int) -> ELBOTerms:
@@ -137,21 +115,25 @@ class VAEFlowTrainer:
             torch.manual_seed(int(seed) + 1)
             self.model = AmortisedVAE(cfg, torch.Generator().manual_seed(int(seed) + 2))
         self.model.to(self.device)
-        params = [p for m in ([self.model.vae, self.model.head, self.model.flow]
-                              if self.model.use_flow else [self.model.vae])
-                  for p in m.parameters()]
-        self.optimizer = torch.optim.Adam(params, lr=cfg.lr)
+        self.optimizer = torch.optim.Adam(self.model.trained_parameters(), lr=cfg.lr)
         self.n_steps, self.step_index = cfg.iters, 0
 
     def n_parameters(self) -> int:
+        """Number of trained parameters (VAE, plus context head and ICNN for CP-Flow)."""
         return self.model.n_parameters()
 
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every parameter Adam trains (see :meth:`AmortisedVAE.trained_parameters`)."""
+        return self.model.trained_parameters()
+
     def state_dict(self) -> dict:
+        """Weights, Adam state, batch RNG and step (bit-exact resume)."""
         return {"format": _STATE_FORMAT, "model": copy.deepcopy(self.model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "generator": self.generator.get_state(), "step_index": self.step_index}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r}; expected "
                              f"{_STATE_FORMAT!r} (retrain: delete the checkpoint)")

@@ -1,12 +1,9 @@
-"""Convex Potential Flows: the flow is the gradient map of a strongly convex ICNN potential.
-
-Huang, Chen, Tsirigotis, Courville, "Convex Potential Flows: Universal Probability
-Distributions with Optimal Transport and Convex Optimization", ICLR 2021, arXiv:2012.05942.
-
-Implemented here (the numerics live in ``cpflow_core`` and ``otflows.linalg``):
+"""Density estimation and the optimal coupling with Convex Potential Flows (Huang, Chen,
+Tsirigotis, Courville, ICLR 2021, arXiv:2012.05942), and the zuko baselines they are
+compared with.
 
 * the model: input-augmented ICNN (eq. 7; ``otflows.nn.icnn``), fully connected or
-  convolutional, F_α = α/2‖x‖² + F (§3.1), f = ∇F_α, blocks stacked;
+  convolutional, F_α = α/2‖x‖² + F (§3.1), f = ∇F_α, blocks stacked (``core.CPFlow``);
 * maximum-likelihood training with the O(1)-memory surrogate of Algorithm 2 (CG with
   tolerance ``cg_tol``, batched Hessian-vector products), Adam with betas (0.9, 0.99)
   (the published tabular setting) and the learning rate halved every ``lr_halve_every``
@@ -15,19 +12,16 @@ Implemented here (the numerics live in ``cpflow_core`` and ``otflows.linalg``):
   steps; sampling and inversion by L-BFGS (Algorithm 1) with tolerance ``invert_tol``;
 * the optimal-coupling experiment (§5.2, Fig. 4): every ``monitor_every`` steps, the KL to
   the Gaussian data and the transport cost E‖x − f(x)‖², against the closed-form W₂²;
-* baselines from zuko (``cpflow_baselines``): MAF and NAF for Fig. 3, linear IAF for Fig. 4,
+* baselines from zuko (``baselines``): MAF and NAF for Fig. 3, linear IAF for Fig. 4,
   trained by the same trainer with ``model`` set.
 
-The amortised-VI experiment (Table 3) is ``cpflow_vae``; ``make_trainer`` dispatches on
-``task``. NLLs are in nats per example; bits/dim in pixel space for images.
+NLLs are in nats per example; bits/dim in pixel space for images.
 """
 
 from __future__ import annotations
 
 import copy
 import math
-from dataclasses import dataclass, fields
-from typing import Any
 
 import numpy as np
 import torch
@@ -35,100 +29,25 @@ from torch import Tensor, nn
 
 from otflows.data.coupling import gaussian_entropy, gaussian_w2_squared
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
-from otflows.methods.base import Evaluation, checked_tensor
-from otflows.methods.cpflow_baselines import BASELINES, build_baseline, matched_hidden, n_parameters
-from otflows.methods.cpflow_core import CPFlow
+from otflows.methods.base import DTYPES, Evaluation, checked_tensor
+from otflows.methods.cpflow.baselines import build_baseline, matched_hidden, n_parameters
+from otflows.methods.cpflow.config import CPFlowConfig
+from otflows.methods.cpflow.core import CPFlow
 from otflows.nn.icnn import ICNN, ConvexPotential, ConvICNN
 
-__all__ = ["CPFlowConfig", "DensityTrainer", "build_flow", "make_trainer", "parse_config"]
+__all__ = ["BETAS", "IMAGE_SIDE", "DensityTrainer", "build_flow"]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _STATE_FORMAT = "otflows.cpflow/1"
-BETAS = (0.9, 0.99)  # Adam betas of the published tabular runs (issue: published settings)
-MODELS = ("cpflow", *BASELINES)
+BETAS = (0.9, 0.99)
+"""Adam betas of the published tabular runs (kept constant: the published settings)."""
 IMAGE_SIDE = 28
-
-
-def parse_config(cls: type, d: dict, choices: dict[str, tuple[str, ...]],
-                 minimum: dict[str, int]) -> Any:
-    """Build dataclass ``cls`` from ``d``: every field required, ints ≥ their minimum,
-    strings among their choices, other numbers finite and ≥ 0; ValueError names the key."""
-    what = cls.__name__
-    if not isinstance(d, dict):
-        raise ValueError(f"{what}: expected a dict, got {type(d).__name__}")
-    names = [f.name for f in fields(cls)]
-    unknown, missing = sorted(set(d) - set(names)), [n for n in names if n not in d]
-    if unknown or missing:
-        raise ValueError(f"{what}: unknown keys {unknown}, missing keys {missing}; expected "
-                         f"exactly {names}")
-    out: dict[str, Any] = {}
-    for f in fields(cls):
-        v = d[f.name]
-        if f.name in choices:
-            if v not in choices[f.name]:
-                raise ValueError(f"{what}: {f.name}={v!r}; expected one of {choices[f.name]}")
-            out[f.name] = v
-        elif f.name in minimum:
-            if isinstance(v, bool) or not isinstance(v, int | np.integer) or v < minimum[f.name]:
-                raise ValueError(f"{what}: {f.name}={v!r}; expected an int >= "
-                                 f"{minimum[f.name]}")
-            out[f.name] = int(v)
-        else:
-            ok = not isinstance(v, bool) and isinstance(v, int | float | np.number) \
-                and math.isfinite(float(v)) and float(v) >= 0
-            if not ok:
-                raise ValueError(f"{what}: {f.name}={v!r}; expected a finite number >= 0")
-            out[f.name] = float(v)
-    return cls(**out)
-
-
-@dataclass(frozen=True)
-class CPFlowConfig:
-    """One density-estimation or optimal-coupling run (CP-Flow or a zuko baseline)."""
-
-    task: str  # "density" | "coupling"
-    model: str  # "cpflow" | "maf" | "naf" | "linear_iaf"
-    architecture: str  # "fc" (vectors) | "conv" (28×28 images)
-    blocks: int  # CP-Flow blocks
-    depth: int  # ICNN hidden layers K
-    width: int  # ICNN hidden units (channels for conv) per layer
-    alpha: float  # initial α of F_α (> 0)
-    lr: float  # Adam learning rate
-    weight_decay: float  # Adam weight decay
-    lr_halve_every: int  # halve the learning rate every this many steps (0: never)
-    batch_size: int
-    iters: int  # Adam steps
-    cg_tol: float  # CG stops when ‖Hz − v‖_∞ < cg_tol (Alg. 2)
-    cg_max_iter: int
-    slq_steps: int  # Lanczos steps of SLQ
-    slq_probes: int  # Rademacher probes of SLQ
-    exact_max_dim: int  # exact log det when d ≤ this, else SLQ
-    invert_tol: float  # L-BFGS stops when max ‖∇F(x) − y‖_∞ ≤ invert_tol (Alg. 1)
-    invert_max_iter: int
-    transforms: int  # transforms of a MAF/NAF baseline
-    monitor_every: int  # coupling: steps between KL/cost evaluations (0: none)
-    dtype: str
-
-    @classmethod
-    def from_dict(cls, d: dict) -> CPFlowConfig:
-        """Validate and build; raise ValueError naming the offending key."""
-        cfg = parse_config(cls, d, {"task": ("density", "coupling"), "model": MODELS,
-                                    "architecture": ("fc", "conv"),
-                                    "dtype": tuple(_DTYPES)},
-                           {"blocks": 1, "depth": 1, "width": 2, "lr_halve_every": 0,
-                            "batch_size": 1, "iters": 1, "cg_max_iter": 1, "slq_steps": 1,
-                            "slq_probes": 1, "exact_max_dim": 0, "invert_max_iter": 1,
-                            "transforms": 1, "monitor_every": 0})
-        for key in ("alpha", "lr", "cg_tol", "invert_tol"):
-            if getattr(cfg, key) <= 0:
-                raise ValueError(f"CPFlowConfig: {key}={getattr(cfg, key)}; expected > 0")
-        return cfg
+"""Side of the images the convolutional ICNN expects (MNIST, d = 28²)."""
 
 
 def build_flow(cfg: CPFlowConfig, d: int, generator: torch.Generator,
                context: int = 0) -> CPFlow:
     """The CP-Flow of ``cfg`` on R^d: ``blocks`` potentials F_α with ICNNs from ``generator``."""
-    dtype = _DTYPES[cfg.dtype]
+    dtype = DTYPES[cfg.dtype]
     pots = []
     for _ in range(cfg.blocks):
         if cfg.architecture == "conv":
@@ -143,8 +62,6 @@ def build_flow(cfg: CPFlowConfig, d: int, generator: torch.Generator,
     return CPFlow(pots)
 
 
-
-
 class DensityTrainer:
     """Maximum likelihood on samples (toys, MINIBOONE, MNIST) or on Gaussian data with the
     coupling monitor of Fig. 4; CP-Flow by Alg. 2, baselines by exact zuko log-likelihoods."""
@@ -154,7 +71,7 @@ class DensityTrainer:
         arrays = dict(arrays or {})
         self.cfg = cfg
         self.device = torch.device(device)
-        self.dtype = _DTYPES[cfg.dtype]
+        self.dtype = DTYPES[cfg.dtype]
         self.train = checked_tensor(train, "train", self.dtype, self.device)
         self.n, self.d = self.train.shape
         if self.n < 1:
@@ -196,15 +113,22 @@ class DensityTrainer:
 
     # ----------------------------------------------------------------- harness protocol
     def n_parameters(self) -> int:
+        """Trainable parameters of the trained model (CP-Flow or the baseline)."""
         return n_parameters(self.model)
 
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """Every trainable parameter of the trained model (CP-Flow or the baseline)."""
+        return [p for p in self.model.parameters() if p.requires_grad]
+
     def state_dict(self) -> dict:
+        """Weights, Adam state, batch RNG, step and the coupling curve (bit-exact resume)."""
         return {"format": _STATE_FORMAT, "model": copy.deepcopy(self.model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
                 "generator": self.generator.get_state(), "step_index": self.step_index,
                 "curve": torch.tensor(self.curve, dtype=torch.float64).reshape(-1, 3)}
 
     def load_state_dict(self, state: dict) -> None:
+        """Restore a state produced by :meth:`state_dict`."""
         if state.get("format") != _STATE_FORMAT:
             raise ValueError(f"checkpoint format {state.get('format')!r}; expected "
                              f"{_STATE_FORMAT!r} (retrain: delete the checkpoint)")
@@ -266,7 +190,7 @@ class DensityTrainer:
         return self.flow.log_prob(x, method, self.cfg.slq_steps, self.cfg.slq_probes,
                                   generator)
 
-    def _forward_map(self, x: Tensor) -> Tensor:
+    def _push_forward(self, x: Tensor) -> Tensor:
         """The learned data → latent map f(x) ``[n, d]``."""
         if self.baseline is not None:
             with torch.no_grad():
@@ -278,7 +202,7 @@ class DensityTrainer:
         x = self.monitor_set
         gen = torch.Generator().manual_seed(0)
         nll = -self._log_prob(x, gen).double().mean().item()
-        cost = (self._forward_map(x) - x).square().sum(1).double().mean().item()
+        cost = (self._push_forward(x) - x).square().sum(1).double().mean().item()
         return [nll - gaussian_entropy(self.cov), cost]
 
     def log_density(self, x: np.ndarray) -> np.ndarray:
@@ -299,12 +223,35 @@ class DensityTrainer:
                 torch.manual_seed(int(seed))
                 x = self.baseline().sample((int(n),))
             return x.double().cpu().numpy(), 0.0, 0
+        return self._pull_back(z)
+
+    def _pull_back(self, z: Tensor) -> tuple[np.ndarray, float, int]:
+        """CP-Flow's x = f⁻¹(z) by Alg. 1 in chunks of 2048 rows: (x float64 ``[n, d]``,
+        max inversion error, L-BFGS iterations summed)."""
         xs, err, iters = [], 0.0, 0
         for b in z.split(2048):
             out = self.flow.inverse(b, self.cfg.invert_tol, self.cfg.invert_max_iter)
             xs.append(out.x.double().cpu())
             err, iters = max(err, float(out.error.max())), iters + out.iterations
         return torch.cat(xs).numpy(), err, iters
+
+    def forward_map(self, x: np.ndarray) -> np.ndarray:
+        """Data ``[n, d]`` → latent ``[n, d]`` (float64): z = f(x), the composition of the
+        gradient maps ∇F_α (a baseline: its zuko transform)."""
+        xt = checked_tensor(x, "x", self.dtype, self.device, self.d)
+        out = [self._push_forward(b).detach().double().cpu() for b in self._batches(xt)]
+        return torch.cat(out).numpy() if out else np.zeros((0, self.d))
+
+    def inverse_map(self, z: np.ndarray) -> np.ndarray:
+        """Latent ``[n, d]`` → data ``[n, d]`` (float64): x = f⁻¹(z) by L-BFGS (Alg. 1),
+        last block first (a baseline: the inverse of its zuko transform)."""
+        zt = checked_tensor(z, "z", self.dtype, self.device, self.d)
+        if zt.shape[0] == 0:
+            return np.zeros((0, self.d))
+        if self.baseline is not None:
+            with torch.no_grad():
+                return self.baseline().transform.inv(zt).double().cpu().numpy()
+        return self._pull_back(zt)[0]
 
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
         """Test NLL (nats; exact log det or SLQ), its SLQ estimate on up to 200 points,
@@ -316,7 +263,7 @@ class DensityTrainer:
         gen = torch.Generator().manual_seed(int(seed))
         logp = torch.cat([self._log_prob(b, gen).detach().double() for b in self._batches(x)])
         nll = -logp
-        cost = torch.cat([(self._forward_map(b) - b).square().sum(1).double()
+        cost = torch.cat([(self._push_forward(b) - b).square().sum(1).double()
                           for b in self._batches(x)])
         metrics: dict[str, float] = {
             "nll_nats": nll.mean().item(),
@@ -357,19 +304,3 @@ class DensityTrainer:
                                                                lam).mean())
             extras["sample_pixels"] = np.clip(inverse_logit_transform(samples[:16], lam), 0, 1)
         return Evaluation(metrics=metrics, samples=samples, extras=extras)
-
-
-def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device,
-                 arrays: dict[str, np.ndarray] | None = None):
-    """The trainer named by ``cfg["task"]``: ``density`` or ``coupling`` (samples in
-    ``train``; ``arrays`` may hold ``test``, ``cov``, ``logit_lambda``) or ``vae``
-    (amortised VI on MNIST pixels in ``arrays``)."""
-    task = cfg.get("task") if isinstance(cfg, dict) else None
-    if task in ("density", "coupling"):
-        return DensityTrainer(CPFlowConfig.from_dict(cfg), train, seed, device, arrays)
-    if task == "vae":
-        from otflows.methods.cpflow_vae import make_vae_trainer
-
-        return make_vae_trainer(cfg, train, seed, device, arrays)
-    raise ValueError(f"CP-Flow config: task={task!r}; expected 'density', 'coupling' or "
-                     f"'vae'")

@@ -14,24 +14,17 @@ on ∇F summed over the batch (the samples are independent).
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor, nn
 
+from otflows.distributions import standard_normal_log_prob
 from otflows.linalg import conjugate_gradient, exact_log_det, rademacher, slq_log_det
 from otflows.nn.icnn import ConvexPotential
 
 __all__ = ["CPFlow", "InversionResult", "LogDetMethod", "SurrogateResult", "gradient_map",
-           "invert_potential", "standard_normal_log_prob", "surrogate_log_det"]
-
-LOG_2PI = math.log(2.0 * math.pi)
-
-
-def standard_normal_log_prob(z: Tensor) -> Tensor:
-    """log N(z; 0, I) ``[n]`` (nats) for z ``[n, d]``."""
-    return -0.5 * (z.square().sum(1) + z.shape[1] * LOG_2PI)
+           "invert_potential", "surrogate_log_det"]
 
 
 def gradient_map(potential: nn.Module, x: Tensor, context: Tensor | None = None,
@@ -127,7 +120,7 @@ def invert_potential(potential: nn.Module, y: Tensor, tol: float, max_iter: int,
         return loss.detach()
 
     opt.step(objective)
-    iters = int(opt.state[opt._params[0]].get("n_iter", 0))
+    iters = int(opt.state[x].get("n_iter", 0))  # x is the optimiser's one parameter
     x = x.detach()
     err = (gradient_map(potential, x, context) - y).abs().amax(1)
     return InversionResult(x=x, error=err.detach(), iterations=iters)

@@ -1,4 +1,5 @@
-"""Baseline flows for the CP-Flow experiments, all taken from zuko (not hand-written).
+"""Baseline flows of the CP-Flow experiments (Huang et al., ICLR 2021, arXiv:2012.05942,
+Fig. 3 and Fig. 4), all taken from zuko (not hand-written).
 
 * ``maf``: masked autoregressive flow (Papamakarios et al. 2017), ``zuko.flows.MAF``;
 * ``naf``: neural autoregressive flow (Huang et al. 2018), ``zuko.flows.NAF``;
