@@ -18,6 +18,7 @@ import torch
 from otflows.data.pairs import gmm_problem, mi_problem
 from otflows.methods import get_method
 from otflows.methods.qflow import PHASES, QFlowConfig, VelocityNet, grid_path, make_trainer
+from otflows.methods.qflow.evaluation import plan_evaluations
 from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
 CPU = torch.device("cpu")
@@ -114,14 +115,14 @@ def test_finite_loss_and_every_parameter_gets_a_gradient_in_its_phase(tiny_gmm):
     tr = make_trainer(BASE, tiny_gmm["train"], 0, CPU, _arrays(tiny_gmm))
     seen = set()
     before = {k: [p.detach().clone() for p in m.parameters()]
-              for k, m in tr._modules().items()}
+              for k, m in tr.networks().items()}
     for _ in range(tr.n_steps):
         name, _local = tr.phase()
         logs = tr.train_step()
         assert math.isfinite(logs["loss"]), (name, logs)
         seen.add(name)
     assert seen == set(PHASES)
-    for k, m in tr._modules().items():  # every parameter of every network was updated
+    for k, m in tr.networks().items():  # every parameter of every network was updated
         for p0, p in zip(before[k], m.parameters(), strict=True):
             assert not torch.equal(p0, p.detach()), k
 
@@ -191,3 +192,35 @@ def test_registered_and_config_errors_name_the_key():
         QFlowConfig.from_dict({**BASE, "task": "toy"})
     with pytest.raises(ValueError, match="train_q"):
         make_trainer(BASE, np.zeros((10, 2)), 0, CPU, {})
+
+
+def test_forward_and_inverse_maps_integrate_the_flow_both_ways(tiny_gmm):
+    tr, _ = _train(BASE, tiny_gmm)
+    x = tiny_gmm["test_p"][:25]
+    y = tr.forward_map(x)
+    assert y.shape == x.shape and y.dtype == np.float64
+    assert np.abs(y - x).max() > 1e-3  # it moved
+    assert np.abs(tr.inverse_map(y) - x).max() < 1e-6
+    ev = tr.evaluate(tiny_gmm["test"], 25, 0)
+    assert np.array_equal(ev.samples, y)  # evaluate's samples are T_0^1 of test_p
+
+
+def test_parameters_are_those_of_every_trained_network(tiny_gmm):
+    tr = make_trainer(BASE, tiny_gmm["train"], 0, CPU, _arrays(tiny_gmm))
+    ids = {id(p) for p in tr.parameters()}
+    assert ids == {id(p) for m in tr.networks().values() for p in m.parameters()}
+    flow_only = make_trainer({**BASE, "tot": 0, "dre": False}, tiny_gmm["train"], 0, CPU,
+                             _arrays(tiny_gmm))
+    assert {id(p) for p in flow_only.parameters()} == {id(p) for p in flow_only.f.parameters()}
+
+
+def test_the_evaluation_plan_follows_the_task_and_the_data_file(tiny_gmm):
+    cfg = QFlowConfig.from_dict(BASE)
+    gmm = plan_evaluations(cfg, _arrays(tiny_gmm), 2)
+    assert gmm.ratio_errors and gmm.field and not (gmm.nll or gmm.mi or gmm.bpd)
+    assert not plan_evaluations(QFlowConfig.from_dict({**BASE, "dre": False}),
+                                _arrays(tiny_gmm), 2).ratio_errors
+    toy = QFlowConfig.from_dict({**BASE, "task": "toy", "dre": False})
+    assert plan_evaluations(toy, {}, 2).nll
+    mi = plan_evaluations(cfg, {"mi_true": np.array(1.0)}, 4)
+    assert mi.mi and not mi.field

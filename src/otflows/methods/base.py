@@ -136,11 +136,12 @@ class InvertibleTrainer(Trainer, Protocol):
     ``inverse_map(forward_map(x)) ≈ x``."""
 
     def forward_map(self, x: np.ndarray) -> np.ndarray:
-        """Data ``[n, d]`` → base/latent space ``[n, d]`` along the learned map."""
+        """The learned map ``[n, d]`` → ``[n, d]``: data → base for a density model (OT-Flow,
+        CP-Flow, Monge-Ampère), P → Q for a transport between two sample sets (Q-flow)."""
         ...
 
     def inverse_map(self, z: np.ndarray) -> np.ndarray:
-        """Base/latent ``[n, d]`` → data space ``[n, d]``; the inverse of ``forward_map``."""
+        """The inverse of ``forward_map`` (base → data; Q → P)."""
         ...
 
 
