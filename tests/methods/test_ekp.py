@@ -17,6 +17,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from otflows.distributions import standard_normal_log_prob
 from otflows.methods import get_method
 from otflows.methods.ekp import (
     EKPFlow,
@@ -27,14 +28,13 @@ from otflows.methods.ekp import (
     log_heat_smoothing,
     make_trainer,
     sample_flow,
-    standard_normal_log_density,
     w2_geodesic_covariance,
 )
 from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
-TINY = {"width": 16, "batch_size": 64, "n_mc": 8, "iters": 6, "n_mc_flow": 8,
-        "flow_batch": 64, "rtol": 1e-2, "atol": 1e-2, "nll_points": 20, "norm_grid": 24,
-        "field_grid": 12}
+TINY = {"width": 16, "n_layers": 4, "eps": 1.0, "alpha": 1e-5, "lr": 1e-3, "batch_size": 64,
+        "n_mc": 8, "iters": 6, "n_mc_flow": 8, "flow_batch": 64, "rtol": 1e-2, "atol": 1e-2,
+        "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "field_grid": 12}
 
 
 def quadratic(m: Tensor, s: Tensor, eps: float) -> Callable[[Tensor], Tensor]:
@@ -80,7 +80,7 @@ def test_c_eps_transform_is_the_psi_maximiser_in_closed_form():
                                                                         dtype=torch.float64)
     z = torch.randn(30, 2, generator=gen, dtype=torch.float64)
     noise = torch.randn(30, 8000, 2, generator=gen, dtype=torch.float64)
-    log_nu = standard_normal_log_density(z)
+    log_nu = standard_normal_log_prob(z)
     got = c_eps_transform(quadratic(m, s, eps), z, eps, noise, log_nu)
     exact = eps * log_nu - smoothed_quadratic(z, m, s, eps, eps)
     w = torch.exp(quadratic(m, s, eps)((z[:, None, :] + noise).reshape(-1, 2)).reshape(30, -1))
@@ -92,7 +92,7 @@ def test_c_eps_transform_is_the_psi_maximiser_in_closed_form():
     phi = quadratic(m, s, eps)
 
     def psi(y: Tensor) -> Tensor:  # the exact transform, in closed form
-        return eps * standard_normal_log_density(y) - smoothed_quadratic(y, m, s, eps, eps)
+        return eps * standard_normal_log_prob(y) - smoothed_quadratic(y, m, s, eps, eps)
 
     terms = dual_terms(phi, psi, x, zz, eps, torch.randn(4000, 400, 2, generator=gen,
                                                          dtype=torch.float64))
@@ -233,6 +233,10 @@ def test_registered_and_finite_loss_with_gradients_everywhere(toy):
     for net in (tr.phi, tr.psi):
         for name, p in net.named_parameters():
             assert p.grad is not None and p.grad.abs().sum() > 0, name
+    params = tr.parameters()
+    assert [id(p) for p in params] == [id(p) for p in [*tr.phi.parameters(),
+                                                         *tr.psi.parameters()]]
+    assert sum(p.numel() for p in params) == tr.n_parameters()
 
 
 def test_same_seed_same_result_and_resume_round_trip(toy, tmp_path):
@@ -270,6 +274,11 @@ def test_samples_shape_and_finite_log_densities(toy):
     np.testing.assert_array_equal(again.evaluate(toy[1], 50, seed=0).samples, ev.samples)
 
 
-def test_unknown_config_key_is_named(toy):
-    with pytest.raises(KeyError, match="widht"):
-        make_trainer({"widht": 3}, toy[0], 0, torch.device("cpu"))
+def test_config_names_unknown_missing_and_bad_keys(toy):
+    cfg = {k: v for k, v in TINY.items() if k != "width"}
+    with pytest.raises(ValueError, match=r"unknown keys \['widht'\], missing keys \['width'\]"):
+        make_trainer({**cfg, "widht": 3}, toy[0], 0, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"ekp\.eps=0\.0; expected a number > 0"):
+        make_trainer({**TINY, "eps": 0.0}, toy[0], 0, torch.device("cpu"))
+    with pytest.raises(ValueError, match=r"ekp\.n_layers=1; expected a number >= 2"):
+        make_trainer({**TINY, "n_layers": 1}, toy[0], 0, torch.device("cpu"))

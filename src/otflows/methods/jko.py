@@ -20,6 +20,11 @@ started from θ_{k-1}. With K = 1 the run is identical to ``otflow``; the pipeli
 starts each JKO run at subproblem 2 from its single-shot run's final state
 (:meth:`JKOTrainer.continue_from_single_shot`, ``otflows train --init-from``), which gives the
 same maps as training all K subproblems and saves 1/K of the JKO training.
+
+The evaluation also keeps what the model generates after each JKO iteration (the paper's
+Fig. 5): the same base draws pulled back through maps k, k−1, …, 1 for k = 1..K
+(``Evaluation.extras["iterate_samples"]``). ``forward_map``/``inverse_map`` (OT-Flow's) run
+through all K maps in turn.
 """
 
 from __future__ import annotations
@@ -125,15 +130,23 @@ class JKOTrainer(OTFlowTrainer):
         in_progress = self.step_index % self.cfg.iters != 0 or not self.maps
         return self._map_cache + ([self.potential] if in_progress else [])
 
+    @torch.no_grad()
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
-        """As OT-Flow's, through all maps; adds ``n_maps`` and ``n_parameters_total``."""
+        """As OT-Flow's, through all maps; adds ``n_maps``, ``n_parameters_total`` and the
+        extra ``iterate_samples``, float64 ``[K, n_samples, d]``: row k−1 is the base draws of
+        ``samples`` pulled back through maps k..1 only (the model after subproblem k; the last
+        row is ``samples`` itself)."""
         result = super().evaluate(test, n_samples, seed)
-        n_maps = len(self.final_potentials())
+        maps = self.final_potentials()
+        n_maps = len(maps)
         result.metrics["n_maps"] = float(n_maps)
         result.metrics["n_parameters_total"] = float(n_maps * self.n_parameters())
+        y = self._base_draws(n_samples, seed)
+        rows = [self._pull_back_all(maps[:k], y) for k in range(1, n_maps)]
+        result.extras["iterate_samples"] = np.stack([*rows, result.samples])
         return result
 
 
 def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device) -> JKOTrainer:
     """JKO-Flow trainer for ``cfg`` (every OTFlowConfig key; K ≥ 1 outer iterations)."""
-    return JKOTrainer(OTFlowConfig.from_dict(cfg), train, seed, device)
+    return JKOTrainer(OTFlowConfig.from_dict(cfg, "jko"), train, seed, device)

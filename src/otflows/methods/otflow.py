@@ -14,23 +14,25 @@ Implemented here (equation numbers of arXiv:2211.16757):
   C(x) = −log N(z(x, 1); 0, I) − ℓ(x, 1), the negative log-likelihood in nats;
 * sampling by the inverse flow and density by the change of variables, composed over any
   number of maps so that ``methods/jko.py`` reuses them unchanged.
+
+The Trainer is invertible: ``forward_map`` is the push-forward x → z, ``inverse_map`` the
+pull-back z → x, both RK4 with ``nt_eval`` steps.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from otflows.methods.base import Evaluation
+from otflows.distributions import standard_normal_log_prob
+from otflows.methods.base import DTYPES, Evaluation, config_from_dict, spec
 from otflows.nn.potentials import OTFlowPotential
 from otflows.ode import rk4
-from otflows.optim import Adam
 
 __all__ = [
     "FlowOutput",
@@ -44,70 +46,37 @@ __all__ = [
     "terminal_cost",
 ]
 
-_DTYPES = {"float32": torch.float32, "float64": torch.float64}
 _STATE_FORMAT = "otflows.otflow/1"
 
 
 @dataclass(frozen=True)
 class OTFlowConfig:
-    """Solver settings of one OT-Flow / JKO-Flow run (all keys required in ``from_dict``)."""
+    """Solver settings of one OT-Flow / JKO-Flow run (every key required)."""
 
-    width: int  # m, hidden width of the ResNet
-    n_layers: int  # M ≥ 2 ResNet layers, opening layer included
-    rank: int  # rows of A (capped at d + 1)
-    nt: int  # RK4 steps in training
-    nt_eval: int  # RK4 steps in evaluation
-    alpha: float  # weight on C, the α of eqs. (6) and (11)
-    alpha_L: float  # weight on the kinetic energy L
-    alpha_R: float  # weight on the HJB penalty R
-    lr: float  # Adam learning rate
-    weight_decay: float  # Adam weight decay
-    batch_size: int  # samples per optimiser step
-    iters: int  # optimiser steps per subproblem
-    K: int  # JKO outer iterations (1 = single-shot OT-Flow)
-    dtype: str  # "float64" | "float32"
+    width: int = spec(min=1)  # m, hidden width of the ResNet
+    n_layers: int = spec(min=2)  # M ≥ 2 ResNet layers, opening layer included
+    rank: int = spec(min=1)  # rows of A (capped at d + 1)
+    nt: int = spec(min=1)  # RK4 steps in training
+    nt_eval: int = spec(min=1)  # RK4 steps in evaluation
+    alpha: float = spec()  # weight on C, the α of eqs. (6) and (11)
+    alpha_L: float = spec()  # weight on the kinetic energy L
+    alpha_R: float = spec()  # weight on the HJB penalty R
+    lr: float = spec(gt=0)  # Adam learning rate
+    weight_decay: float = spec()  # Adam weight decay
+    batch_size: int = spec(min=1)  # samples per optimiser step
+    iters: int = spec(min=1)  # optimiser steps per subproblem
+    K: int = spec(min=1)  # JKO outer iterations (1 = single-shot OT-Flow)
+    dtype: str = spec(choices=tuple(DTYPES))  # "float64" | "float32"
 
     @classmethod
-    def from_dict(cls, d: dict) -> OTFlowConfig:
+    def from_dict(cls, d: dict, section: str = "otflow") -> OTFlowConfig:
         """Build from a plain dict; raise ValueError naming unknown, missing or bad keys."""
-        if not isinstance(d, dict):
-            raise ValueError(f"OT-Flow config must be a dict; got {type(d).__name__}")
-        names = [f.name for f in fields(cls)]
-        unknown = sorted(set(d) - set(names))
-        missing = [n for n in names if n not in d]
-        if unknown or missing:
-            raise ValueError(f"OT-Flow config: unknown keys {unknown}, missing keys {missing}; "
-                             f"expected exactly {names}")
-        ints = {"width": 1, "n_layers": 2, "rank": 1, "nt": 1, "nt_eval": 1, "batch_size": 1,
-                "iters": 1, "K": 1}
-        values: dict = {}
-        for name in names:
-            v = d[name]
-            if name in ints:
-                if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < ints[name]:
-                    raise ValueError(f"OT-Flow config: {name}={v!r}; expected an int >= "
-                                     f"{ints[name]}")
-                values[name] = int(v)
-            elif name == "dtype":
-                if v not in _DTYPES:
-                    raise ValueError(f"OT-Flow config: dtype={v!r}; expected one of "
-                                     f"{sorted(_DTYPES)}")
-                values[name] = v
-            else:
-                if isinstance(v, bool) or not isinstance(v, (int, float, np.number)):
-                    raise ValueError(f"OT-Flow config: {name}={v!r}; expected a number")
-                v = float(v)
-                bad = (v <= 0) if name == "lr" else (v < 0)
-                if bad or not math.isfinite(v):
-                    raise ValueError(f"OT-Flow config: {name}={v!r}; expected a finite number "
-                                     f"{'> 0' if name == 'lr' else '>= 0'}")
-                values[name] = v
-        return cls(**values)
+        return config_from_dict(cls, d, section)
 
     @property
     def torch_dtype(self) -> torch.dtype:
         """The torch dtype named by ``dtype``."""
-        return _DTYPES[self.dtype]
+        return DTYPES[self.dtype]
 
 
 @dataclass
@@ -184,8 +153,7 @@ def _compose(potentials: Sequence[OTFlowPotential], x: Tensor, nt: int, reverse:
 
 def terminal_cost(z: Tensor, logdet: Tensor) -> Tensor:
     """C = −log N(z; 0, I) − logdet = −log ρ̂₀(x), the NLL in nats ``[n]``; z: ``[n, d]``."""
-    d = z.shape[1]
-    return 0.5 * z.square().sum(1) + 0.5 * d * math.log(2.0 * math.pi) - logdet
+    return -standard_normal_log_prob(z) - logdet
 
 
 def objective(potential: OTFlowPotential, x: Tensor, cfg: OTFlowConfig
@@ -238,9 +206,9 @@ class OTFlowTrainer:
         self.n_steps = cfg.K * cfg.iters
         self.step_index = 0
 
-    def _new_optimizer(self) -> Adam:
-        return Adam(self.potential.parameters(), lr=self.cfg.lr,
-                    weight_decay=self.cfg.weight_decay)
+    def _new_optimizer(self) -> torch.optim.Adam:
+        return torch.optim.Adam(self.potential.parameters(), lr=self.cfg.lr,
+                                weight_decay=self.cfg.weight_decay)
 
     def _next_batch(self) -> Tensor:
         n = self.data.shape[0]
@@ -295,9 +263,40 @@ class OTFlowTrainer:
         """Trainable parameters of one potential network (the published count, c included)."""
         return sum(p.numel() for p in self.potential.parameters())
 
-    def _batches(self, x: Tensor):
+    def parameters(self) -> list[torch.nn.Parameter]:
+        """The parameters of the network being trained (Φ's constant c never gets a gradient:
+        it reaches neither ∇Φ nor ΔΦ, as in the published code)."""
+        return list(self.potential.parameters())
+
+    def _batches(self, x: Tensor) -> Iterator[Tensor]:
         for i in range(0, x.shape[0], self.eval_batch_size):
             yield x[i : i + self.eval_batch_size]
+
+    def _base_draws(self, n_samples: int, seed: int) -> Tensor:
+        """The float64 N(0, I) draws ``[n_samples, d]`` that :meth:`evaluate` pulls back."""
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+        return torch.randn(int(n_samples), self.d, generator=gen, dtype=torch.float64)
+
+    def _pull_back_all(self, maps: Sequence[OTFlowPotential], y: Tensor) -> np.ndarray:
+        """Inverse of ``maps`` on y ``[n, d]`` in evaluation batches: float64 ``[n, d]``."""
+        parts = [pull_back(maps, b.to(self.device, self.dtype), self.cfg.nt_eval).z.double()
+                 .cpu() for b in self._batches(y)]
+        return torch.cat(parts).numpy() if parts else np.zeros((0, self.d), dtype=np.float64)
+
+    @torch.no_grad()
+    def forward_map(self, x: np.ndarray) -> np.ndarray:
+        """Data ``[n, d]`` → latent: z = f_K∘…∘f_1(x), RK4 with nt_eval steps, float64."""
+        maps = self.final_potentials()
+        xt = _as_data(x, "x", self.dtype, self.device, self.d)
+        return torch.cat([push_forward(maps, b, self.cfg.nt_eval).z.double().cpu()
+                          for b in self._batches(xt)]).numpy()
+
+    @torch.no_grad()
+    def inverse_map(self, z: np.ndarray) -> np.ndarray:
+        """Latent ``[n, d]`` → data: x = f_1⁻¹∘…∘f_K⁻¹(z) (how samples are drawn), float64."""
+        zt = _as_data(z, "z", torch.float64, torch.device("cpu"), self.d)
+        return self._pull_back_all(self.final_potentials(), zt)
 
     @torch.no_grad()
     def log_density(self, x: np.ndarray) -> np.ndarray:
@@ -322,11 +321,7 @@ class OTFlowTrainer:
         xs = x[:1000]
         back = pull_back(maps, push_forward(maps, xs, nt).z, nt).z
         inversion = (back - xs).norm(dim=1).mean()
-        gen = torch.Generator(device="cpu")
-        gen.manual_seed(int(seed))
-        y = torch.randn(int(n_samples), self.d, generator=gen, dtype=torch.float64)
-        samples = [pull_back(maps, b.to(self.device, self.dtype), nt).z.double().cpu()
-                   for b in self._batches(y)]
+        samples = self._pull_back_all(maps, self._base_draws(n_samples, seed))
         metrics = {
             "nll_nats": torch.cat(nll).mean().item(),
             "transport_cost": torch.cat(transport).mean().item(),
@@ -334,9 +329,7 @@ class OTFlowTrainer:
             "inversion_error": inversion.item(),
             "n_parameters": float(self.n_parameters()),
         }
-        out_samples = (torch.cat(samples).numpy() if samples
-                       else np.zeros((0, self.d), dtype=np.float64))
-        return Evaluation(metrics=metrics, samples=out_samples)
+        return Evaluation(metrics=metrics, samples=samples)
 
 
 def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device

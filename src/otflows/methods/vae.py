@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from otflows.methods.base import Evaluation, config_from_dict, spec
-from otflows.nn.vae import ELBO, PIXELS, ConvVAE, negative_elbo
+from otflows.nn.vae import ELBO, ConvVAE, grey_levels, negative_elbo
 
 __all__ = ["VAEConfig", "VAETrainer", "make_trainer"]
 
@@ -40,15 +40,6 @@ class VAEConfig:
         return config_from_dict(cls, d, "vae")
 
 
-def _grey(pixels: np.ndarray, device: torch.device) -> Tensor:
-    arr = np.asarray(pixels)
-    if arr.ndim != 2 or arr.shape[1] != PIXELS or arr.shape[0] == 0:
-        raise ValueError(f"expected pixels [n, {PIXELS}] with n >= 1; got {arr.shape}")
-    if arr.min() < 0 or arr.max() > 255:
-        raise ValueError("pixels must lie in 0..255")
-    return torch.as_tensor(arr, dtype=torch.float32, device=device) / 255.0
-
-
 class VAETrainer:
     """Adam on the negative ELBO for ``iters`` steps (the harness's Trainer protocol)."""
 
@@ -58,7 +49,7 @@ class VAETrainer:
                  device: torch.device) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
-        self.train = _grey(train, self.device)
+        self.train = grey_levels(train, self.device)
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(int(seed))
         with torch.random.fork_rng(devices=[]):
@@ -122,7 +113,7 @@ class VAETrainer:
     def encode_means(self, pixels: np.ndarray) -> np.ndarray:
         """Latent means μ(x) of ``pixels`` ``[n, 784]`` → float64 ``[n, latent]``."""
         self.model.eval()
-        x = _grey(pixels, self.device)
+        x = grey_levels(pixels, self.device)
         return torch.cat([self.model.encode(b)[0] for b in self._batches(x)]
                          ).double().cpu().numpy()
 
@@ -139,7 +130,7 @@ class VAETrainer:
         gen = torch.Generator(device="cpu")
         gen.manual_seed(int(seed))
         parts = []
-        for b in self._batches(_grey(pixels, self.device)):
+        for b in self._batches(grey_levels(pixels, self.device)):
             noise = torch.randn(b.shape[0], self.cfg.latent_dim, generator=gen)
             parts.append(negative_elbo(self.model, b, noise.to(self.device)))
         return ELBO(*(torch.cat([getattr(p, k) for p in parts]).double().cpu()

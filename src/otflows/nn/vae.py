@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ELBO", "PIXELS", "ConvVAE", "negative_elbo"]
+__all__ = ["ELBO", "PIXELS", "ConvVAE", "grey_levels", "negative_elbo"]
 
 PIXELS = 784
 
@@ -65,3 +66,13 @@ def negative_elbo(model: ConvVAE, x: Tensor, noise: Tensor) -> ELBO:
     recon = F.binary_cross_entropy_with_logits(model.decode(z), x, reduction="none").sum(1)
     kl = 0.5 * (mu.square() + logvar.exp() - 1.0 - logvar).sum(1)
     return ELBO(recon + kl, recon, kl)
+
+
+def grey_levels(pixels: np.ndarray, device: torch.device) -> Tensor:
+    """MNIST pixels ``[n, 784]`` in 0..255 → float32 grey levels in [0, 1] on ``device``."""
+    arr = np.asarray(pixels)
+    if arr.ndim != 2 or arr.shape[1] != PIXELS or arr.shape[0] == 0:
+        raise ValueError(f"expected pixels [n, {PIXELS}] with n >= 1; got {arr.shape}")
+    if arr.min() < 0 or arr.max() > 255:
+        raise ValueError("pixels must lie in 0..255")
+    return torch.as_tensor(arr, dtype=torch.float32, device=device) / 255.0

@@ -28,7 +28,7 @@ from otflows.methods.base import Evaluation
 from otflows.methods.cpflow.config import VAEFlowConfig
 from otflows.methods.cpflow.core import surrogate_log_det
 from otflows.nn.icnn import ICNN, ConvexPotential
-from otflows.nn.vae import PIXELS, ConvVAE
+from otflows.nn.vae import ConvVAE, grey_levels
 
 __all__ = ["AmortisedVAE", "ELBOTerms", "VAEFlowTrainer", "make_vae_trainer"]
 
@@ -90,13 +90,6 @@ class AmortisedVAE(nn.Module):
         return ELBOTerms(recon + kl, recon, kl)
 
 
-def _grey(pixels: np.ndarray, device: torch.device) -> Tensor:
-    arr = np.asarray(pixels)
-    if arr.ndim != 2 or arr.shape[1] != PIXELS or arr.shape[0] == 0:
-        raise ValueError(f"expected MNIST pixels [n, {PIXELS}] (0..255); got {arr.shape}")
-    return torch.as_tensor(arr, dtype=torch.float32, device=device) / 255.0
-
-
 class VAEFlowTrainer:
     """Adam on the one-sample −ELBO for ``iters`` steps (the harness's Trainer protocol)."""
 
@@ -106,8 +99,8 @@ class VAEFlowTrainer:
                  test_pixels: np.ndarray | None, logit_lambda: float) -> None:
         self.cfg = cfg
         self.device = torch.device(device)
-        self.train = _grey(pixels, self.device)
-        self.test = _grey(test_pixels, self.device) if test_pixels is not None else None
+        self.train = grey_levels(pixels, self.device)
+        self.test = grey_levels(test_pixels, self.device) if test_pixels is not None else None
         self.lam = logit_lambda
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(int(seed))
