@@ -264,9 +264,10 @@ class OTFlowTrainer:
         return sum(p.numel() for p in self.potential.parameters())
 
     def parameters(self) -> list[torch.nn.Parameter]:
-        """The parameters of the network being trained (Φ's constant c never gets a gradient:
-        it reaches neither ∇Φ nor ΔΦ, as in the published code)."""
-        return list(self.potential.parameters())
+        """The parameters the loss reaches: all of Φ's but its constant c, which enters
+        neither ∇Φ nor ΔΦ (so never gets a gradient, as in the published code; it is still
+        counted by ``n_parameters``, the published count)."""
+        return [p for p in self.potential.parameters() if p is not self.potential.c]
 
     def _batches(self, x: Tensor) -> Iterator[Tensor]:
         for i in range(0, x.shape[0], self.eval_batch_size):
