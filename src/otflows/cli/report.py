@@ -26,10 +26,10 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def cmd_summary(args: argparse.Namespace) -> int:
-    from otflows.reports import tables
+    from otflows.reports.summary import write_summary
 
-    tables.write_summary(list(map(Path, args.inputs)), Path(args.out_json), Path(args.out_csv),
-                         Path(args.out_benchmark))
+    write_summary(list(map(Path, args.inputs)), Path(args.out_json), Path(args.out_csv),
+                  Path(args.out_benchmark))
     return 0
 
 

@@ -1,24 +1,31 @@
-"""Q-flow (arXiv:2305.11857) figures and tables, registered in ``reports.FIGURES`` and
-``reports.TABLES``: the GMM DRE (Fig. A.1 and its MAE/max-error panel), moons →
-checkerboard (Fig. 2, W₂ costs), MI against the truth (Fig. 3), VAE-latent translation
-rows (Fig. 4b adapted), and the toy-transport table.
+"""Q-flow (Xu, Cheng, Xie, arXiv:2305.11857): the GMM density-ratio estimation (Fig. A.1
+and its MAE/max-error panel), moons → checkerboard (Fig. 2, W₂ costs), MI against the truth
+(Fig. 3), VAE-latent translation rows (Fig. 4b adapted), energy-based MNIST (Table 1) and the
+toy-transport table.
+
+Figure kinds: ``qflow-gmm``, ``qflow-toys``, ``qflow-mi``, ``qflow-translation``. Table kinds:
+``qflow-gmm``, ``qflow-transport``, ``qflow-mi``, ``qflow-translation``, ``qflow-ebm``.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from otflows.pipeline.checkpoint import atomic_write, write_text  # noqa: E402
+from otflows.reports.common import (
+    hist2d,
+    image_grid,
+    limits,
+    load_npz,
+    metrics_records,
+    plt,
+    save_figure,
+    write_table,
+)
 
 __all__ = ["FIGURES", "TABLES"]
 
@@ -32,38 +39,16 @@ PAPER_EBM_BPD = {"nsf": {"Ours": 1.05, "DRE-∞": 1.09, "TRE": 1.09, "1 ratio": 
 _PAPER_NAME = {"qflow_ratio": "Ours", "one_ratio": "1 ratio", "tre_linear": "TRE"}
 
 
-def _save(fig: plt.Figure, out_png: Path) -> None:
-    for path, fmt in ((out_png, "png"), (out_png.with_suffix(".svg"), "svg")):
-        atomic_write(path, lambda tmp, fmt=fmt: fig.savefig(tmp, format=fmt, dpi=110,
-                                                            bbox_inches="tight"))
-    plt.close(fig)
-
-
-def _load(path: Path) -> dict[str, np.ndarray]:
-    with np.load(path, allow_pickle=False) as data:
-        return {k: data[k] for k in data.keys()}
-
-
-def _metrics(paths: list[Path]) -> list[dict]:
-    return [json.loads(Path(p).read_text()) for p in paths if str(p).endswith(".json")]
-
-
-def _npz(paths: list[Path]) -> list[tuple[str, dict]]:
-    return [(Path(p).stem, _load(Path(p))) for p in paths if str(p).endswith(".npz")]
-
-
-def _hist(ax: plt.Axes, x: np.ndarray, lim: tuple) -> None:
-    ax.hist2d(x[:, 0], x[:, 1], bins=80, range=[[lim[0], lim[1]], [lim[2], lim[3]]],
-              cmap="viridis")
-    ax.set_xticks([])
-    ax.set_yticks([])
-    ax.set_aspect("equal")
+def _first_npz(paths: list[Path]) -> tuple[str, dict[str, np.ndarray]]:
+    """(experiment, arrays) of the first ``.npz`` among ``paths``."""
+    path = next(Path(p) for p in paths if str(p).endswith(".npz"))
+    return path.stem, load_npz(path)
 
 
 # --------------------------------------------------------------------------- GMM DRE
 def figure_qflow_gmm(inputs: list[Path], out: Path) -> None:
     """Fig. A.1: true vs estimated log-ratio on the test points, one panel per method."""
-    _, run = _npz(inputs)[0]
+    run = _first_npz(inputs)[1]
     pts, truth = run["ratio_points"], run["ratio_truth"]
     names = [k for k in LABELS if f"ratio_{k}" in run]
     fig, axes = plt.subplots(2, len(names) + 1, figsize=(3.2 * (len(names) + 1), 6.4))
@@ -86,18 +71,17 @@ def figure_qflow_gmm(inputs: list[Path], out: Path) -> None:
     axes[1, 0].set_ylabel("estimate")
     fig.colorbar(sc, ax=axes[0, :].tolist(), shrink=0.8)
     fig.suptitle("Q-flow §4.2: GMM density-ratio estimation (Fig. A.1)")
-    _save(fig, out)
+    save_figure(fig, out, dpi=110)
 
 
 def table_qflow_gmm(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
     """MAE and max |r̂ − r| on the test points, ours and the three baselines."""
     rows = []
-    for m in _metrics(inputs):
+    for m in metrics_records(inputs):
         for k, label in LABELS.items():
             if f"{k}_mae" in m:
                 rows.append({"experiment": m["experiment"], "method": label,
                              "mae": m[f"{k}_mae"], "max_error": m[f"{k}_max_error"]})
-    write_text(pd.DataFrame(rows).to_csv(index=False), out_csv)
     lines = ["# Q-flow §4.2 — DRE between 2-D Gaussian mixtures", "",
              "P: 3 components, Q: 2 (our App. B.1 choice, `otflows.data.gaussians`); errors "
              "of log p − log q in nats on held-out points (half from P, half from Q). The "
@@ -105,19 +89,18 @@ def table_qflow_gmm(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
              "error), no numbers to quote.", "",
              "| method | MAE (nats) | max error (nats) |", "|---|---|---|"]
     lines += [f"| {r['method']} | {r['mae']:.3f} | {r['max_error']:.2f} |" for r in rows]
-    write_text("\n".join(lines) + "\n", out_md)
+    write_table(lines, out_md, pd.DataFrame(rows), out_csv)
 
 
 # --------------------------------------------------------------------- moons ↔ checkerboard
 def figure_qflow_toys(inputs: list[Path], out: Path) -> None:
     """Fig. 2 (+ Fig. A.4): Q-flow's trajectory at the grid times, the linear-interpolant
     bridge, and the ratio net's log p(x, t_k) − log p(x, t_{k−1}) on a grid."""
-    name, run = _npz(inputs)[0]
+    name, run = _first_npz(inputs)
     traj, bridge = run["trajectory"], run["bridge"]
     k1 = traj.shape[0]
     allp = np.concatenate([traj.reshape(-1, 2), bridge.reshape(-1, 2)])
-    lo, hi = np.quantile(allp, 0.002, axis=0), np.quantile(allp, 0.998, axis=0)
-    lim = (lo[0], hi[0], lo[1], hi[1])
+    lim = limits(allp, pad=0.0)
     field = run.get("field")
     n_rows = 3 if field is not None else 2
     cols = max(k1, field.shape[0] if field is not None else 0)
@@ -127,10 +110,10 @@ def figure_qflow_toys(inputs: list[Path], out: Path) -> None:
     times = np.linspace(0, 1, k1)
     for k in range(k1):
         axes[0, k].axis("on")
-        _hist(axes[0, k], traj[k], lim)
+        hist2d(axes[0, k], traj[k], lim, bins=80)
         axes[0, k].set_title(f"Q-flow t = {times[k]:.2f}", fontsize=8)
         axes[1, k].axis("on")
-        _hist(axes[1, k], bridge[k], lim)
+        hist2d(axes[1, k], bridge[k], lim, bins=80)
         axes[1, k].set_title(f"linear bridge t = {times[k]:.2f}", fontsize=8)
     if field is not None:
         g, fx, fy = run["ratio_grid"], run["field_x"], run["field_y"]
@@ -155,7 +138,7 @@ def figure_qflow_toys(inputs: list[Path], out: Path) -> None:
             ax.set_yticks([])
             ax.set_aspect("equal")
     fig.suptitle(f"Q-flow Fig. 2: {name}")
-    _save(fig, out)
+    save_figure(fig, out, dpi=110)
 
 
 def table_qflow_transport(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
@@ -164,9 +147,8 @@ def table_qflow_transport(inputs: list[Path], out_md: Path, out_csv: Path) -> No
     cols = ["experiment", "transport_cost", "transport_cost_reverse", "transport_cost_initial",
             "interpolant_pair_cost", "ot_cost_assignment", "w2_squared_true",
             "inversion_error", "mmd2", "train_seconds"]
-    df = pd.DataFrame(_metrics(inputs))
+    df = pd.DataFrame(metrics_records(inputs))
     df = df[[c for c in cols if c in df]]
-    write_text(df.to_csv(index=False), out_csv)
 
     def f(v: object) -> str:
         return "–" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.4g}"
@@ -180,13 +162,13 @@ def table_qflow_transport(inputs: list[Path], out_md: Path, out_csv: Path) -> No
              "| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(str(r[c]) if c == "experiment" else f(r[c]) for c in df.columns)
               + " |" for r in df.to_dict("records")]
-    write_text("\n".join(lines) + "\n", out_md)
+    write_table(lines, out_md, df, out_csv)
 
 
 # ---------------------------------------------------------------------------------- MI
 def _mi_rows(inputs: list[Path]) -> list[dict]:
     rows = []
-    for m in _metrics(inputs):
+    for m in metrics_records(inputs):
         d = int(m["experiment"].split("-d")[1])
         for k, label in LABELS.items():
             if f"{k}_mi" in m:
@@ -209,13 +191,12 @@ def figure_qflow_mi(inputs: list[Path], out: Path) -> None:
     ax.set_xscale("log", base=2)
     ax.legend(fontsize=8)
     ax.set_title("Q-flow Fig. 3: MI of correlated Gaussians")
-    _save(fig, out)
+    save_figure(fig, out, dpi=110)
 
 
 def table_qflow_mi(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
     """Estimated MI (nats) against the closed form, per d and method."""
     rows = _mi_rows(inputs)
-    write_text(pd.DataFrame(rows).to_csv(index=False), out_csv)
     lines = ["# Q-flow §4.3 — mutual information of correlated Gaussians", "",
              "MI = −(d/4) log(1 − ρ²) = d/4 nats (ρ² = 1 − e⁻¹, our App. B.2 choice: the "
              "MI range of TRE and DRE-∞). Estimates: mean of log p̂ − log q̂ over held-out P "
@@ -224,25 +205,19 @@ def table_qflow_mi(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
              "|---|---|---|---|---|"]
     lines += [f"| {r['d']} | {r['mi_true']:.1f} | {r['method']} | {r['mi_estimate']:.2f} | "
               f"{r['abs_error']:.2f} |" for r in rows]
-    write_text("\n".join(lines) + "\n", out_md)
+    write_table(lines, out_md, pd.DataFrame(rows), out_csv)
 
 
 # --------------------------------------------------------------------------- translation
 def figure_qflow_translation(inputs: list[Path], out: Path) -> None:
     """Fig. 4b adapted: decoded trajectories, one row per test latent, columns grid times."""
-    name, run = _npz(inputs)[0]
+    name, run = _first_npz(inputs)
     px = run["trajectory_pixels"]  # [rows, K+1, 784]
     rows, cols = px.shape[:2]
-    canvas = np.ones((rows * 29 + 1, cols * 29 + 1))
-    for i in range(rows):
-        for j in range(cols):
-            canvas[1 + 29 * i: 29 * (i + 1), 1 + 29 * j: 29 * (j + 1)] = \
-                px[i, j].reshape(28, 28)
     fig, ax = plt.subplots(figsize=(1.0 * cols + 1, 1.0 * rows + 0.6))
-    ax.imshow(canvas, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
-    ax.axis("off")
+    image_grid(ax, px.reshape(rows * cols, -1), cols)
     ax.set_title(f"Q-flow in VAE latent space: {name} (t = 0 … 1 left to right)", fontsize=9)
-    _save(fig, out)
+    save_figure(fig, out, dpi=110)
 
 
 def table_qflow_translation(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
@@ -250,9 +225,8 @@ def table_qflow_translation(inputs: list[Path], out_md: Path, out_csv: Path) -> 
     cols = ["experiment", "source_digit", "target_digit", "target_class_share",
             "source_class_share_before", "classifier_accuracy", "transport_cost",
             "transport_cost_initial", "ot_cost_assignment", "inversion_error"]
-    df = pd.DataFrame(_metrics(inputs))
+    df = pd.DataFrame(metrics_records(inputs))
     df = df[[c for c in cols if c in df]]
-    write_text(df.to_csv(index=False), out_csv)
     lines = ["# Q-flow §4.5 (adapted) — digit translation in the MNIST VAE latent space", "",
              "Held-out latents of the source digit pushed by T₀¹, decoded, and classified by "
              "a separately trained MNIST classifier (MLP, its test accuracy beside). The "
@@ -260,14 +234,14 @@ def table_qflow_translation(inputs: list[Path], out_md: Path, out_csv: Path) -> 
              "| " + " | ".join(df.columns) + " |", "|" + "---|" * len(df.columns)]
     lines += ["| " + " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v)
                                 for v in r.values()) + " |" for r in df.to_dict("records")]
-    write_text("\n".join(lines) + "\n", out_md)
+    write_table(lines, out_md, df, out_csv)
 
 
 def table_qflow_ebm(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
     """Table 1: test bits/dim of log p̂ = log q − ∫ r ds, ours and baselines, beside the
     paper's numbers for the same choice of Q."""
     rows = []
-    for m in _metrics(inputs):
+    for m in metrics_records(inputs):
         model = m["experiment"].split("-", 1)[1]
         paper = PAPER_EBM_BPD.get(model, {})
         rows.append({"Q": model, "method": "Q alone", "bpd": m["q_bpd"], "paper_bpd": math.nan})
@@ -275,7 +249,6 @@ def table_qflow_ebm(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
             if f"{k}_bpd" in m:
                 rows.append({"Q": model, "method": label, "bpd": m[f"{k}_bpd"],
                              "paper_bpd": paper.get(_PAPER_NAME.get(k, ""), math.nan)})
-    write_text(pd.DataFrame(rows).to_csv(index=False), out_csv)
     lines = ["# Q-flow §4.4, Table 1 — energy-based modelling of MNIST (bits/dim)", "",
              "log p̂(x) = log q(x) − ∫₀¹ r(x, s) ds with the ratio net trained between "
              "F⁻¹#P and N(0, I) (the log-ratio is invariant under the common bijection F); "
@@ -285,7 +258,7 @@ def table_qflow_ebm(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
              "| Q | method | BPD (ours) | BPD (paper) |", "|---|---|---|---|"]
     lines += [f"| {r['Q']} | {r['method']} | {r['bpd']:.3f} | "
               f"{'–' if math.isnan(r['paper_bpd']) else r['paper_bpd']} |" for r in rows]
-    write_text("\n".join(lines) + "\n", out_md)
+    write_table(lines, out_md, pd.DataFrame(rows), out_csv)
 
 
 FIGURES: dict[str, Callable[[list[Path], Path], None]] = {
