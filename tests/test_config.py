@@ -21,10 +21,20 @@ def test_every_profile_validates(profile):
     assert cfg["otflow"]["iters"] >= 1 and all_experiments(cfg)
 
 
-def test_defaults_fill_missing_sections():
-    cfg = validate_params({}, SCHEMA)
+def test_defaults_fill_missing_keys_of_present_sections():
+    cfg = validate_params({"data": {"toy": {}}, **{k: {} for k in ("tracking", "run", "otflow", "jko")}},
+                          SCHEMA)
     assert cfg["otflow"]["nt"] == 8 and cfg["data"]["toy"]["n_train"] == 20000
     assert cfg["tracking"]["uri"] == "sqlite:///mlflow.db"
+    assert cfg["seed"] == 0 and cfg["cpflow"]["toy"]["depth"] >= 1  # optional: filled
+
+
+def test_a_missing_required_section_is_named_not_filled():
+    with pytest.raises(ParamsError) as err:
+        validate_params({"data": {"toy": {}}, **{k: {} for k in ("tracking", "run", "jko")}},
+                        SCHEMA)
+    assert str(err.value).count("missing") == 1
+    assert "otflow: missing (a top-level section)" in str(err.value)
 
 
 @pytest.mark.parametrize(
