@@ -22,8 +22,8 @@ def test_every_profile_validates(profile):
 
 
 def test_defaults_fill_missing_keys_of_present_sections():
-    cfg = validate_params({"data": {"toy": {}}, **{k: {} for k in ("tracking", "run", "otflow", "jko")}},
-                          SCHEMA)
+    present = {"data": {"toy": {}}, **{k: {} for k in ("tracking", "run", "otflow", "jko")}}
+    cfg = validate_params(present, SCHEMA)
     assert cfg["otflow"]["nt"] == 8 and cfg["data"]["toy"]["n_train"] == 20000
     assert cfg["tracking"]["uri"] == "sqlite:///mlflow.db"
     assert cfg["seed"] == 0 and cfg["cpflow"]["toy"]["depth"] >= 1  # optional: filled
