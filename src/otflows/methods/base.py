@@ -155,6 +155,22 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
+def checked_step(state: Any, fmt: str, what: str, n_steps: int, **fields: Any) -> int:
+    """The ``step_index`` of trainer ``state`` after checking it is a dict of format ``fmt``
+    (and ``fields``, e.g. the task) whose step lies in ``[0, n_steps]``; a ValueError that
+    names ``what`` the state should have been otherwise."""
+    expected = {"format": fmt, **fields}
+    got = {k: state.get(k) for k in expected} if isinstance(state, dict) else type(state).__name__
+    if got != expected:
+        raise ValueError(f"not {what} state (got {got!r}, expected {expected!r}); retrain, or "
+                         f"delete the checkpoint")
+    step = int(state["step_index"])
+    if not 0 <= step <= n_steps:
+        raise ValueError(f"state step_index={step} outside [0, {n_steps}]: the checkpoint "
+                         f"belongs to a different config")
+    return step
+
+
 def checked_tensor(a: np.ndarray, name: str, dtype: torch.dtype, device: torch.device,
                    d: int | None = None) -> torch.Tensor:
     """``a`` ``[n, d]`` as a tensor, after checking its shape and that it is finite."""

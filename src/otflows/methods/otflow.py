@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 from otflows.distributions import standard_normal_log_prob
-from otflows.methods.base import DTYPES, Evaluation, config_from_dict, spec
+from otflows.methods.base import DTYPES, Evaluation, checked_step, config_from_dict, spec
 from otflows.nn.potentials import OTFlowPotential
 from otflows.ode import rk4
 
@@ -240,14 +240,7 @@ class OTFlowTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state produced by :meth:`state_dict` of a trainer of the same config."""
-        if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
-            got = state.get("format") if isinstance(state, dict) else type(state).__name__
-            raise ValueError(f"not an OT-Flow trainer state (format {got!r}, expected "
-                             f"{_STATE_FORMAT!r})")
-        step = int(state["step_index"])
-        if not 0 <= step <= self.n_steps:
-            raise ValueError(f"state step_index={step} outside [0, {self.n_steps}]: the "
-                             f"checkpoint belongs to a different config")
+        step = checked_step(state, _STATE_FORMAT, "an OT-Flow trainer", self.n_steps)
         self.potential.load_state_dict(state["potential"])
         self.optimizer = self._new_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])

@@ -29,7 +29,7 @@ from torch import Tensor, nn
 
 from otflows.data.coupling import gaussian_entropy, gaussian_w2_squared
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
-from otflows.methods.base import DTYPES, Evaluation, checked_tensor
+from otflows.methods.base import DTYPES, Evaluation, checked_step, checked_tensor
 from otflows.methods.cpflow.baselines import build_baseline, matched_hidden, n_parameters
 from otflows.methods.cpflow.config import CPFlowConfig
 from otflows.methods.cpflow.core import CPFlow
@@ -129,13 +129,11 @@ class DensityTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state produced by :meth:`state_dict`."""
-        if state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')!r}; expected "
-                             f"{_STATE_FORMAT!r} (retrain: delete the checkpoint)")
+        step = checked_step(state, _STATE_FORMAT, "a CP-Flow trainer", self.n_steps)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.step_index = int(state["step_index"])
+        self.step_index = step
         self.curve = [list(map(float, row)) for row in state["curve"].tolist()]
 
     def _lr(self) -> float:

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from otflows.data.mnist import LOGIT_LAMBDA, inverse_logit_transform, logit_transform
 from otflows.distributions import standard_normal_log_prob
 from otflows.linalg import exact_log_det
-from otflows.methods.base import Evaluation
+from otflows.methods.base import Evaluation, checked_step
 from otflows.methods.cpflow.config import VAEFlowConfig
 from otflows.methods.cpflow.core import surrogate_log_det
 from otflows.nn.icnn import ICNN, ConvexPotential
@@ -127,13 +127,11 @@ class VAEFlowTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state produced by :meth:`state_dict`."""
-        if state.get("format") != _STATE_FORMAT:
-            raise ValueError(f"checkpoint format {state.get('format')!r}; expected "
-                             f"{_STATE_FORMAT!r} (retrain: delete the checkpoint)")
+        step = checked_step(state, _STATE_FORMAT, "a CP-Flow trainer", self.n_steps)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
-        self.step_index = int(state["step_index"])
+        self.step_index = step
 
     def train_step(self) -> dict[str, float]:
         """One Adam step on the batch mean of the −ELBO (Alg. 2 surrogate for log det)."""

@@ -15,7 +15,7 @@ from typing import Protocol
 import torch
 from torch import Tensor
 
-from otflows.methods.base import DTYPES
+from otflows.methods.base import DTYPES, checked_step
 from otflows.methods.mongeampere.potential import SoftplusPotential
 
 __all__ = ["STATE_FORMAT", "PotentialConfig", "PotentialTrainer"]
@@ -82,15 +82,8 @@ class PotentialTrainer:
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state from :meth:`state_dict` of a trainer with the same config."""
-        if not isinstance(state, dict) or state.get("format") != STATE_FORMAT or \
-                state.get("task") != self.cfg.task:
-            got = (state.get("format"), state.get("task")) if isinstance(state, dict) else state
-            raise ValueError(f"not a Monge-Ampère {self.cfg.task} state (got {got!r}, "
-                             f"expected {(STATE_FORMAT, self.cfg.task)!r})")
-        step = int(state["step_index"])
-        if not 0 <= step <= self.n_steps:
-            raise ValueError(f"state step_index={step} outside [0, {self.n_steps}]: the "
-                             f"checkpoint belongs to a different config")
+        step = checked_step(state, STATE_FORMAT, f"a Monge-Ampère {self.cfg.task}",
+                            self.n_steps, task=self.cfg.task)
         self.potential.load_state_dict(state["potential"])
         self.optimizer = self._new_optimizer()
         self.optimizer.load_state_dict(state["optimizer"])
