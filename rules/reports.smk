@@ -53,6 +53,25 @@ for _entry in REPORTS:
 TARGETS += [entry.target for entry in REPORTS]
 
 
+# The claims ledger: every claim of the five papers judged on this run's metrics and samples
+# (otflows.reports.claims); its counts per scope are a DVC metric.
+rule table_claims:
+    input:
+        METRICS + [e.samples_path for e in EXPERIMENTS.values() if e.evaluate] + [VAE["samples"]],
+    output:
+        md="results/tables/claims.md",
+        csv=report("results/tables/claims.csv", category="Claims ledger"),
+        json="results/metrics/claims.json",
+    log:
+        "results/logs/tables/claims.log",
+    shell:
+        "otflows table claims --inputs {input:q} --out-md {output.md:q} --out-csv {output.csv:q}"
+        " --out-json {output.json:q} 2> {log:q}"
+
+
+TARGETS += ["results/tables/claims.md"]
+
+
 rule summary:
     input:
         METRICS,

@@ -21,7 +21,9 @@ def cmd_figure(args: argparse.Namespace) -> int:
 def cmd_table(args: argparse.Namespace) -> int:
     from otflows import reports
 
-    reports.table(args.kind)(list(map(Path, args.inputs)), Path(args.out_md), Path(args.out_csv))
+    extra = {"out_json": Path(args.out_json)} if args.out_json else {}
+    reports.table(args.kind)(list(map(Path, args.inputs)), Path(args.out_md), Path(args.out_csv),
+                             **extra)
     return 0
 
 
@@ -63,6 +65,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     tab.add_argument("--inputs", nargs="+", required=True)
     tab.add_argument("--out-md", required=True)
     tab.add_argument("--out-csv", required=True)
+    tab.add_argument("--out-json", default=None,
+                     help="claims only: counts per scope (results/metrics/claims.json)")
     tab.set_defaults(func=cmd_table)
 
     summ = sub.add_parser("summary", help="aggregate every metrics file")

@@ -1,9 +1,9 @@
 """Every figure and table the ``otflows figure|table`` commands draw, by name.
 
 The one registry over the per-paper report modules: ``jko`` (OT-Flow/JKO-Flow, Tables 1-3,
-Figs. 1-5), ``ekp``, ``cpflow``, ``qflow``, ``mongeampere`` and ``data`` (the prepared data
-sets); ``summary`` writes the metrics summary and the toy benchmark; ``common`` holds the
-helpers they share. Those modules import only ``common`` (and lower layers), never this one
+Figs. 1-5), ``ekp``, ``cpflow``, ``qflow``, ``mongeampere``, ``data`` (the prepared
+data sets) and ``claims`` (the claims ledger); ``summary`` writes the metrics summary and
+the toy benchmark; ``common`` holds the helpers they share. Those modules import only ``common`` (and lower layers), never this one
 or each other.
 
 The registry is built on first use (``FIGURES``, ``TABLES``, :func:`figure`, :func:`table`),
@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["FIGURES", "TABLES", "figure", "table"]
 
 # The per-paper modules, each defining FIGURES and TABLES dicts of kind name → builder.
-MODULES = ("data", "jko", "ekp", "cpflow", "qflow", "mongeampere")
+MODULES = ("data", "jko", "ekp", "cpflow", "qflow", "mongeampere", "claims")
 
 FigureBuilder = Callable[[list[Path], Path], None]  # (inputs, out.png) → None
 TableBuilder = Callable[[list[Path], Path, Path], None]  # (inputs, out.md, out.csv) → None
