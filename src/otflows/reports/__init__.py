@@ -3,8 +3,8 @@
 The one registry over the per-paper report modules: ``jko`` (OT-Flow/JKO-Flow, Tables 1-3,
 Figs. 1-5), ``ekp``, ``cpflow``, ``qflow``, ``mongeampere``, ``data`` (the prepared
 data sets) and ``claims`` (the claims ledger); ``summary`` writes the metrics summary and
-the toy benchmark; ``common`` holds the helpers they share. Those modules import only ``common`` (and lower layers), never this one
-or each other.
+the toy benchmark; ``common`` holds the helpers they share. Those modules import only
+``common`` (and lower layers), never this one or each other.
 
 The registry is built on first use (``FIGURES``, ``TABLES``, :func:`figure`, :func:`table`),
 so importing ``otflows.reports.catalog`` (when the Snakefile is parsed) loads neither
