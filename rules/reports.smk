@@ -60,7 +60,7 @@ rule table_claims:
         METRICS + [e.samples_path for e in EXPERIMENTS.values() if e.evaluate] + [VAE["samples"]],
     output:
         md="results/tables/claims.md",
-        csv=report("results/tables/claims.csv", category="Claims ledger"),
+        csv=report("results/tables/claims.csv", category="0 · Claims ledger"),
         json="results/metrics/claims.json",
     log:
         "results/logs/tables/claims.log",
