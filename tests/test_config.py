@@ -114,3 +114,30 @@ def test_the_width_sweep_reuses_the_alpha_run_at_its_point():
     cfg["jko"]["default_width_alpha"] = 7
     runs = [e for e in all_experiments(cfg) if e.method == "jko" and e.in_sweep("jko_width")]
     assert {e.sweep for e in runs if e.dataset == "moons"} == {"jko_width"}
+
+
+def test_gpu_slice_is_the_paper_settings_on_a_few_runs():
+    """config/gpu-slice.yaml (after smoke) runs a handful of runs, each at exactly the paper
+    profile's settings: every key it sets for a run equals config/paper.yaml's, where that
+    profile sets it."""
+    slice_ = yaml.safe_load((ROOT / "config/gpu-slice.yaml").read_text())
+    paper = yaml.safe_load((ROOT / "config/paper.yaml").read_text())
+
+    def same(a: dict, b: dict, where: str) -> list[str]:
+        out = []
+        for k, v in a.items():
+            if isinstance(v, dict) and isinstance(b.get(k), dict):
+                out += same(v, b[k], f"{where}.{k}")
+            elif k in b and k not in ("datasets", "alphas", "widths", "dims", "benchmark_alpha"):
+                out += [] if b[k] == v else [f"{where}.{k}: {v!r} vs paper {b[k]!r}"]
+        return out
+
+    differ = [d for section in ("otflow", "jko", "ekp", "cpflow", "qflow", "mongeampere")
+              for d in same(slice_[section], paper.get(section, {}), section)]
+    assert not differ, differ
+    cfg = load_params([ROOT / "params.yaml", ROOT / "config/smoke.yaml",
+                       ROOT / "config/gpu-slice.yaml"], SCHEMA)
+    runs = all_experiments(cfg, ROOT)
+    assert len(runs) <= 30
+    assert {("jko", "alpha-8gaussians-a5"), ("mongeampere", "ising-L16"),
+            ("qflow", "mi-d40")} <= {(e.method, e.name) for e in runs}
