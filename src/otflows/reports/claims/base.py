@@ -49,7 +49,7 @@ class Verdict:
 class Claim:
     """One claim of one paper (ids fixed by the ledger's issue; thresholds never loosened)."""
 
-    paper: str  # "JKO-Flow", "CP-Flow", "EKP", "Q-flow", "Monge-Ampère", "all"
+    paper: str  # "JKO-Flow", "CP-Flow", "EKP", "Q-flow", "Monge-Ampère", "all methods"
     id: str  # "J1", ...
     claim: str  # what the paper says, one sentence
     source: str  # section / table / figure of the paper
