@@ -34,6 +34,9 @@ def test_every_fixed_claim_is_in_the_ledger_once_with_a_known_scope():
 def test_an_empty_run_leaves_every_claim_not_run_with_a_reason():
     table = judge_all(Evidence({}))
     assert list(table.columns) == COLUMNS and len(table) == len(all_claims())
+    # E1 (App. C's closed form against an independent Sinkhorn construction) is computed when
+    # the ledger is written; every other claim needs the run's outputs.
+    table = table[table["id"] != "E1"]
     assert (table["status"] == NOT_RUN).all()
     assert table["note"].str.startswith("not run: ").all()
     paper = table[table["scope"] == "paper"]
