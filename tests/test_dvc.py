@@ -119,11 +119,19 @@ def two_commits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     summary = repo / "results" / "metrics" / "summary.json"
     history = repo / "results" / "plots" / "otflow" / "x.csv"
 
+    claims = repo / "results" / "metrics" / "claims.json"
+
+    def ledger(reproduced: int) -> str:  # the claims ledger's counts (otflows.reports.claims)
+        return json.dumps({"default": {"reproduced": reproduced, "not_reproduced": 20 - reproduced,
+                                       "not_run": 0, "total": 20}})
+
     _write(summary, json.dumps({"otflow": {"x": {"mmd2": 0.1, "nll_nats": 2.0}}}))
+    _write(claims, ledger(5))
     _write(history, "step,loss,L,C,R\n0,1.0,1,1,1\n1,0.5,1,1,1\n")
     _commit(repo, "first")
 
     _write(summary, json.dumps({"otflow": {"x": {"mmd2": 0.05, "nll_nats": 2.0}}}))
+    _write(claims, ledger(6))
     _write(history, "step,loss,L,C,R\n0,1.0,1,1,1\n1,0.25,1,1,1\n")
     _write(repo / "params.yaml", yaml.safe_dump({**PARAMS, "otflow": {"alpha": 2.0}}))
     _commit(repo, "second")
@@ -142,7 +150,7 @@ def test_dvc_yaml_declares_stage_outs_metrics_plots(two_commits: Path) -> None:
         {"results/records": {"persist": True}},
         {"results/samples": {"persist": True}},
     ]
-    assert spec["metrics"] == ["results/metrics/summary.json"]
+    assert spec["metrics"] == ["results/metrics/summary.json", "results/metrics/claims.json"]
     assert spec["plots"] == [
         {"results/plots": {"x": "step", "y": "loss", "template": "linear",
                            "x_label": "step", "y_label": "loss"}}
@@ -178,6 +186,10 @@ def test_metrics_diff(two_commits: Path) -> None:
     assert changes["otflow.x.mmd2"]["new"] == 0.05
     assert changes["otflow.x.mmd2"]["diff"] == pytest.approx(-0.05)
     assert "otflow.x.nll_nats" not in changes  # unchanged metrics are left out
+    # a claim that changed status between the commits shows in the ledger's counts
+    ledger = diff["results/metrics/claims.json"]
+    assert ledger["default.reproduced"]["old"] == 5 and ledger["default.reproduced"]["new"] == 6
+    assert "default.total" not in ledger
 
 
 def test_params_diff(two_commits: Path) -> None:
