@@ -17,26 +17,18 @@ def experiment(wildcards):
     return EXPERIMENTS[(wildcards.method, wildcards.exp)]
 
 
-def metrics_path(e):
-    return e.metrics_path
-
-
 def init_inputs(e):
     """Model and history of the run that ``e`` continues from (JKO from single shot), or []."""
     if not e.init_from:
         return []
-    method, name = e.init_from.split("/", 1)
-    return [f"results/checkpoints/{method}/{name}/model.pt", f"results/plots/{method}/{name}.csv"]
+    source = EXPERIMENTS[tuple(e.init_from.split("/", 1))]
+    return [source.model_path, source.history_path]
 
 
 def init_flags(e):
     """CLI flags naming init_inputs(e); empty for a run trained from scratch."""
     files = init_inputs(e)
     return f"--init-from {files[0]} --init-history {files[1]}" if files else ""
-
-
-def record_path(e):
-    return f"results/records/{e.method}/{e.name}.json"
 
 
 def runs(methods, sweep=None, dataset=None, benchmark=None):
@@ -47,9 +39,9 @@ def runs(methods, sweep=None, dataset=None, benchmark=None):
 # The prepared MNIST file (mnist5k offline, or the full IDX set) and the VAE trained on it.
 MNIST_NAME = mnist_name(config)
 MNIST_DATA = f"data/processed/{MNIST_NAME}.npz"
-VAE = {"ckpt": f"results/checkpoints/vae/{MNIST_NAME}/model.pt",
-       "metrics": f"results/metrics/vae/{MNIST_NAME}.json",
-       "samples": f"results/samples/vae/{MNIST_NAME}.npz"}
+_VAE_RUN = EXPERIMENTS[("vae", MNIST_NAME)]
+VAE = {"ckpt": _VAE_RUN.model_path, "metrics": _VAE_RUN.metrics_path,
+       "samples": _VAE_RUN.samples_path}
 
 
 def gpu_count(device):

@@ -57,7 +57,7 @@ TARGETS += [entry.target for entry in REPORTS]
 # (otflows.reports.claims); its counts per scope are a DVC metric.
 rule table_claims:
     input:
-        METRICS + [e.samples_path for e in EXPERIMENTS.values() if e.evaluate] + [VAE["samples"]],
+        METRICS + [e.samples_path for e in EXPERIMENTS.values()],
     output:
         md="results/tables/claims.md",
         csv=report("results/tables/claims.csv", category="0 · Claims ledger"),

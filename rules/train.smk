@@ -65,5 +65,5 @@ rule evaluate:
         " --out-metrics {output.metrics} --out-samples {output.samples} 2> {log}"
 
 
-METRICS += [metrics_path(e) for e in EXPERIMENTS.values() if e.evaluate]
-RECORDS += [record_path(e) for e in EXPERIMENTS.values()]
+METRICS += [e.metrics_path for e in EXPERIMENTS.values() if e.evaluate]
+RECORDS += [e.record_path for e in EXPERIMENTS.values()]

@@ -61,6 +61,16 @@ class Experiment:
         return f"results/samples/{self.method}/{self.name}.npz"
 
     @property
+    def model_path(self) -> str:
+        """Its final checkpoint (``otflows train``)."""
+        return f"results/checkpoints/{self.method}/{self.name}/model.pt"
+
+    @property
+    def record_path(self) -> str:
+        """Its run record for MLflow (``otflows train``)."""
+        return f"results/records/{self.method}/{self.name}.json"
+
+    @property
     def history_path(self) -> str:
         """Its training history CSV."""
         return f"results/plots/{self.method}/{self.name}.csv"
