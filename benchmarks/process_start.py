@@ -3,7 +3,8 @@
 Usage: ``python benchmarks/process_start.py [--repeats N]``. Each line runs in a fresh
 interpreter and prints the median wall seconds over N runs: ``import torch``; the extra
 ``import torch._dynamo`` that any ``torch.optim`` step triggers (every method trains with
-``torch.optim``; the fork server imports it once for a whole local run); the extra ``import torchdiffeq`` (scipy; only dopri5 users load it); and the
+``torch.optim``; the fork server imports it once for a whole local run); the extra
+``import torchdiffeq`` (scipy; only dopri5 users load it); and the
 imports of an OT-Flow training job. The default profile starts several hundred such jobs,
 so these seconds multiply. Then whole ``otflows`` commands (prepare a toy, train 5 OT-Flow
 steps on it, evaluate), wall seconds each, in their own process and through the fork server

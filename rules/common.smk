@@ -1,9 +1,27 @@
 # Helpers and names shared by the rules files (no rules here).
+import sys
+
 from otflows.methods import METHODS
 from otflows.pipeline.experiments import experiment_index, select_runs
 from otflows.pipeline.experiments.base import mnist_name
 
 EXPERIMENTS = experiment_index(config)
+
+# Every wildcard of every rule: a name of letters, digits, '_', '.', '-' (the schema's `name`),
+# so a target cannot smuggle '/', '..', spaces or shell syntax into a path or a command. Rules
+# narrow these further (method names, digits); every path also reaches `shell:` quoted (:q).
+SAFE_NAME = r"[A-Za-z0-9][A-Za-z0-9_.-]*"
+
+
+wildcard_constraints:
+    method=SAFE_NAME,
+    exp=SAFE_NAME,
+    name=SAFE_NAME,
+    tabular=SAFE_NAME,
+    d=r"\d+",
+    L=r"\d+",
+
+
 TARGETS = []        # every rules file appends its final outputs; `rule all` asks for them
 METRICS = []        # every evaluated experiment's metrics JSON, for the summary
 RECORDS = []        # every training run's record, for MLflow
@@ -13,8 +31,14 @@ EVALUATED_PATTERN = "|".join(sorted({e.method for e in EXPERIMENTS.values() if e
 
 
 def experiment(wildcards):
-    """The Experiment named by the {method} and {exp} wildcards."""
-    return EXPERIMENTS[(wildcards.method, wildcards.exp)]
+    """The Experiment named by the {method} and {exp} wildcards (a clear error if none)."""
+    key = (wildcards.method, wildcards.exp)
+    if key not in EXPERIMENTS:
+        known = sorted(e for m, e in EXPERIMENTS if m == wildcards.method)[:8]
+        raise ValueError(f"no experiment {key[0]}/{key[1]} in these params (some of "
+                         f"{key[0]}'s: {', '.join(known) or 'none'}); see "
+                         f"src/otflows/pipeline/experiments/")
+    return EXPERIMENTS[key]
 
 
 def init_inputs(e):
@@ -26,9 +50,10 @@ def init_inputs(e):
 
 
 def init_flags(e):
-    """CLI flags naming init_inputs(e); empty for a run trained from scratch."""
+    """CLI arguments naming init_inputs(e) (a list, quoted one by one with :q); [] for a
+    run trained from scratch."""
     files = init_inputs(e)
-    return f"--init-from {files[0]} --init-history {files[1]}" if files else ""
+    return ["--init-from", files[0], "--init-history", files[1]] if files else []
 
 
 def runs(methods, sweep=None, dataset=None, benchmark=None):
@@ -114,3 +139,24 @@ def evaluate_runtime_min(e):
     seconds = (eval_points(e) * _rk4_steps(e, "nt_eval") * e.cfg.get("K", 1) * _features(e)
                * 4.6e-7)
     return 10 + _round_up(2 * seconds / 60, 1)
+
+
+def resource_problems(experiments, cfg):
+    """One line per experiment whose estimated memory or wall time exceeds run.max_job_*."""
+    cap_mb, cap_h = cfg["run"]["max_job_mem_mb"], cfg["run"]["max_job_hours"]
+    out = []
+    for (method, exp), e in sorted(experiments.items()):
+        mem = max(train_mem_mb(e), evaluate_mem_mb(e) if e.evaluate else 0)
+        hours = max(train_runtime_min(e), evaluate_runtime_min(e) if e.evaluate else 0) / 60
+        if mem > cap_mb:
+            out.append(f"{method}/{exp}: needs ~{mem} MB > run.max_job_mem_mb {cap_mb} "
+                       f"(lower {method}'s batch_size, width, steps or eval sizes)")
+        if hours > cap_h:
+            out.append(f"{method}/{exp}: needs ~{hours:.3g} h > run.max_job_hours {cap_h} "
+                       f"(lower {method}'s iters, batch_size, nt/steps or width)")
+    return out
+
+
+_RESOURCE_PROBLEMS = resource_problems(EXPERIMENTS, config)
+if _RESOURCE_PROBLEMS:
+    sys.exit("otflows: invalid params, nothing was run:\n  " + "\n  ".join(_RESOURCE_PROBLEMS))

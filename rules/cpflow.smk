@@ -15,5 +15,5 @@ rule prepare_gaussian:
     log:
         "results/logs/prepare/gaussian_d{d}.log",
     shell:
-        "otflows prepare gaussian --d {wildcards.d} --n-train {params.n_train}"
-        " --n-test {params.n_test} --seed {params.seed} --out {output} 2> {log}"
+        "otflows prepare gaussian --d {wildcards.d:q} --n-train {params.n_train:q}"
+        " --n-test {params.n_test:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"

@@ -10,8 +10,8 @@ rule prepare_toy:
     log:
         "results/logs/prepare_toy/{name}.log",
     shell:
-        "otflows prepare toy --name {wildcards.name} --n-train {params.n_train}"
-        " --n-test {params.n_test} --seed {params.seed} --out {output} 2> {log}"
+        "otflows prepare toy --name {wildcards.name:q} --n-train {params.n_train:q}"
+        " --n-test {params.n_test:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
 
 
 # ----------------------------------------------------------------------------- real data
@@ -39,8 +39,8 @@ rule download_miniboone:
     log:
         "results/logs/download_miniboone.log",
     shell:
-        "otflows download miniboone --source {params.source} --url {params.url:q}"
-        " --out {output} --dvc-add 2> {log}"
+        "otflows download miniboone --source {params.source:q} --url {params.url:q}"
+        " --out {output:q} --dvc-add 2> {log:q}"
 
 
 rule prepare_miniboone:
@@ -54,8 +54,8 @@ rule prepare_miniboone:
     log:
         "results/logs/prepare_miniboone.log",
     shell:
-        "otflows prepare miniboone --source {params.source} --events {params.events}"
-        " --raw {input} --out {output} 2> {log}"
+        "otflows prepare miniboone --source {params.source:q} --events {params.events:q}"
+        " --raw {input:q} --out {output:q} 2> {log:q}"
 
 
 # `snakemake download_mnist`: the four IDX files (full MNIST), then `dvc add data/raw/mnist`.
@@ -69,7 +69,7 @@ rule download_mnist:
         "results/logs/download_mnist.log",
     shell:
         "otflows download mnist --url {params.url:q} --out-dir data/raw/mnist --dvc-add"
-        " 2> {log}"
+        " 2> {log:q}"
 
 
 rule prepare_mnist:
@@ -86,9 +86,9 @@ rule prepare_mnist:
     log:
         f"results/logs/prepare_{MNIST_NAME}.log",
     shell:
-        "otflows prepare mnist --source {params.source} --raw-dir data/raw/mnist"
-        " --n-validation {params.n_validation} --n-test {params.n_test}"
-        " --logit-lambda {params.lam} --seed {params.seed} --out {output} 2> {log}"
+        "otflows prepare mnist --source {params.source:q} --raw-dir data/raw/mnist"
+        " --n-validation {params.n_validation:q} --n-test {params.n_test:q}"
+        " --logit-lambda {params.lam:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
 
 
 # The VAE trains through the generic `train` rule (rules/train.smk): it is the registered
@@ -111,10 +111,10 @@ rule prepare_mnist_latents:
     log:
         f"results/logs/prepare_{MNIST_NAME}_latents.log",
     shell:
-        "otflows prepare mnist-latents --checkpoint {input.model} --data {input.data}"
-        " --eval-samples {params.n} --seed {params.seed} --device {params.device}"
-        " --threads {threads} --out {output.latents} --out-metrics {output.metrics}"
-        " --out-samples {output.samples} 2> {log}"
+        "otflows prepare mnist-latents --checkpoint {input.model:q} --data {input.data:q}"
+        " --eval-samples {params.n:q} --seed {params.seed:q} --device {params.device:q}"
+        " --threads {threads} --out {output.latents:q} --out-metrics {output.metrics:q}"
+        " --out-samples {output.samples:q} 2> {log:q}"
 
 
 # Experiments params asks for whose raw data is absent: listed, never substituted.
@@ -127,7 +127,7 @@ rule not_run:
     log:
         "results/logs/not_run.log",
     shell:
-        "otflows not-run --entries {params.entries:q} --out {output} 2> {log}"
+        "otflows not-run --entries {params.entries:q} --out {output:q} 2> {log:q}"
 
 
 METRICS += [VAE["metrics"]]
@@ -147,5 +147,5 @@ rule prepare_ising:
     log:
         "results/logs/prepare_ising_L{L}.log",
     shell:
-        "otflows prepare ising --L {wildcards.L} --coupling {params.coupling}"
-        " --min-eigenvalue {params.min_eigenvalue} --out {output} 2> {log}"
+        "otflows prepare ising --L {wildcards.L:q} --coupling {params.coupling:q}"
+        " --min-eigenvalue {params.min_eigenvalue:q} --out {output:q} 2> {log:q}"

@@ -16,8 +16,8 @@ rule prepare_qflow_gmm:
     log:
         "results/logs/prepare_qflow/gmm.log",
     shell:
-        "otflows prepare qflow-gmm --n-train {params.n_train} --n-test {params.n_test}"
-        " --seed {params.seed} --out {output} 2> {log}"
+        "otflows prepare qflow-gmm --n-train {params.n_train:q} --n-test {params.n_test:q}"
+        " --seed {params.seed:q} --out {output:q} 2> {log:q}"
 
 
 rule prepare_qflow_toys:
@@ -32,8 +32,8 @@ rule prepare_qflow_toys:
     log:
         "results/logs/prepare_qflow/toys.log",
     shell:
-        "otflows prepare qflow-toys --p {params.p} --q {params.q} --n-train {params.n_train}"
-        " --n-test {params.n_test} --seed {params.seed} --out {output} 2> {log}"
+        "otflows prepare qflow-toys --p {params.p:q} --q {params.q:q} --n-train {params.n_train:q}"
+        " --n-test {params.n_test:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
 
 
 rule prepare_qflow_mi:
@@ -48,8 +48,8 @@ rule prepare_qflow_mi:
     log:
         "results/logs/prepare_qflow/mi_d{d}.log",
     shell:
-        "otflows prepare qflow-mi --d {wildcards.d} --n-train {params.n_train}"
-        " --n-test {params.n_test} --seed {params.seed} --out {output} 2> {log}"
+        "otflows prepare qflow-mi --d {wildcards.d:q} --n-train {params.n_train:q}"
+        " --n-test {params.n_test:q} --seed {params.seed:q} --out {output:q} 2> {log:q}"
 
 
 _QF_TR_CFG = _QF["translation"]
@@ -72,10 +72,10 @@ rule prepare_qflow_translation:
     log:
         "results/logs/prepare_qflow/translation.log",
     shell:
-        "otflows prepare qflow-translation --latents {input.latents} --mnist {input.mnist}"
-        " --vae {input.vae} --source {params.source} --target {params.target}"
-        " --classifier-iters {params.iters} --seed {params.seed} --threads {threads}"
-        " --out {output} 2> {log}"
+        "otflows prepare qflow-translation --latents {input.latents:q} --mnist {input.mnist:q}"
+        " --vae {input.vae:q} --source {params.source:q} --target {params.target:q}"
+        " --classifier-iters {params.iters:q} --seed {params.seed:q} --threads {threads}"
+        " --out {output:q} 2> {log:q}"
 
 
 # §4.4 energy-based MNIST (the paper profile; qflow.ebm.enabled): Q a fitted Gaussian or NSF.
@@ -103,7 +103,7 @@ if _QF_EBM:
         log:
             "results/logs/prepare_qflow/ebm.log",
         shell:
-            "otflows prepare qflow-ebm --mnist {input} --model {params.model}"
-            " --shrinkage {params.shrinkage} --nsf-iters {params.nsf_iters}"
-            " --nsf-transforms {params.nsf_transforms} --nsf-hidden {params.nsf_hidden}"
-            " --seed {params.seed} --threads {threads} --out {output} 2> {log}"
+            "otflows prepare qflow-ebm --mnist {input:q} --model {params.model:q}"
+            " --shrinkage {params.shrinkage:q} --nsf-iters {params.nsf_iters:q}"
+            " --nsf-transforms {params.nsf_transforms:q} --nsf-hidden {params.nsf_hidden:q}"
+            " --seed {params.seed:q} --threads {threads} --out {output:q} 2> {log:q}"

@@ -99,8 +99,8 @@ rule track_mlflow:
     log:
         "results/logs/track_mlflow.log",
     shell:
-        "otflows track --records {input.records} --results results --uri {params.uri:q}"
-        " --experiment {params.experiment} --out {output} 2> {log}"
+        "otflows track --records {input.records:q} --results results --uri {params.uri:q}"
+        " --experiment {params.experiment:q} --out {output:q} 2> {log:q}"
 
 
 TARGETS += rules.summary.output

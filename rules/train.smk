@@ -15,6 +15,8 @@ rule train:
         init=lambda w: init_flags(experiment(w)),
         seed=config["seed"],
         device=config["device"],
+        checkpoint_every=config["run"]["checkpoint_every"],
+        log_every=config["run"]["log_every"],
     wildcard_constraints:
         method=METHOD_PATTERN,
     threads: 1
@@ -25,13 +27,12 @@ rule train:
     log:
         "results/logs/train/{method}/{exp}.log",
     shell:
-        "otflows train --method {wildcards.method} --experiment {wildcards.exp}"
-        " --dataset {params.dataset} --data {input.data} --config {params.cfg:q}"
-        " {params.init} --seed {params.seed} --device {params.device} --threads {threads}"
-        " --checkpoint-every " + str(config["run"]["checkpoint_every"]) +
-        " --log-every " + str(config["run"]["log_every"]) +
-        " --out {output.model} --history {output.history} --record {output.record}"
-        " --rule {rule} 2> {log}"
+        "otflows train --method {wildcards.method:q} --experiment {wildcards.exp:q}"
+        " --dataset {params.dataset:q} --data {input.data:q} --config {params.cfg:q}"
+        " {params.init:q} --seed {params.seed:q} --device {params.device:q} --threads {threads}"
+        " --checkpoint-every {params.checkpoint_every:q} --log-every {params.log_every:q}"
+        " --out {output.model:q} --history {output.history:q} --record {output.record:q}"
+        " --rule {rule} 2> {log:q}"
 
 
 rule evaluate:
@@ -45,7 +46,8 @@ rule evaluate:
         dataset=lambda w: experiment(w).dataset,
         n=lambda w: experiment(w).eval_samples,
         grid=lambda w: experiment(w).density_grid,
-        bench=lambda w: "--benchmark" if experiment(w).benchmark else "",
+        bench=lambda w: ["--benchmark"] if experiment(w).benchmark else [],
+        max_nll=config["run"]["max_nll_per_dim"],
         seed=config["seed"],
         device=config["device"],
     wildcard_constraints:
@@ -58,11 +60,12 @@ rule evaluate:
     log:
         "results/logs/evaluate/{method}/{exp}.log",
     shell:
-        "otflows evaluate --method {wildcards.method} --experiment {wildcards.exp}"
-        " --dataset {params.dataset} --data {input.data} --checkpoint {input.model}"
-        " --eval-samples {params.n} --density-grid {params.grid} {params.bench}"
-        " --seed {params.seed} --device {params.device} --threads {threads}"
-        " --out-metrics {output.metrics} --out-samples {output.samples} 2> {log}"
+        "otflows evaluate --method {wildcards.method:q} --experiment {wildcards.exp:q}"
+        " --dataset {params.dataset:q} --data {input.data:q} --checkpoint {input.model:q}"
+        " --eval-samples {params.n:q} --density-grid {params.grid:q} {params.bench:q}"
+        " --max-nll-per-dim {params.max_nll:q}"
+        " --seed {params.seed:q} --device {params.device:q} --threads {threads}"
+        " --out-metrics {output.metrics:q} --out-samples {output.samples:q} 2> {log:q}"
 
 
 METRICS += [e.metrics_path for e in EXPERIMENTS.values() if e.evaluate]

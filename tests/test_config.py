@@ -22,7 +22,8 @@ def test_every_profile_validates(profile):
 
 
 def test_defaults_fill_missing_keys_of_present_sections():
-    present = {"data": {"toy": {}}, **{k: {} for k in ("tracking", "run", "otflow", "jko")}}
+    present = {"seed": 0, "device": "cpu", "data": {"toy": {}},
+               **{k: {} for k in ("tracking", "run", "otflow", "jko")}}
     cfg = validate_params(present, SCHEMA)
     assert cfg["otflow"]["nt"] == 8 and cfg["data"]["toy"]["n_train"] == 20000
     assert cfg["tracking"]["uri"] == "sqlite:///mlflow.db"
@@ -31,8 +32,8 @@ def test_defaults_fill_missing_keys_of_present_sections():
 
 def test_a_missing_required_section_is_named_not_filled():
     with pytest.raises(ParamsError) as err:
-        validate_params({"data": {"toy": {}}, **{k: {} for k in ("tracking", "run", "jko")}},
-                        SCHEMA)
+        validate_params({"seed": 0, "device": "cpu", "data": {"toy": {}},
+                         **{k: {} for k in ("tracking", "run", "jko")}}, SCHEMA)
     assert str(err.value).count("missing") == 1
     assert "otflow: missing (a top-level section)" in str(err.value)
 

@@ -105,6 +105,9 @@ def _new_repo(root: Path) -> Path:
     for name in ["dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]:
         shutil.copyfile(PROJECT / name, root / name)
     _write(root / "params.yaml", yaml.safe_dump(PARAMS))
+    # the project's remote is per user (~/.cache/otflows/dvc-remote); a test keeps its own,
+    # set as README says for another location (`--local`: this clone only, not committed)
+    _dvc(root, "remote", "modify", "--local", "local", "url", str(root / ".dvc-remote"))
     return root
 
 
@@ -171,7 +174,12 @@ def test_stage_params_cover_project_params_yaml() -> None:
     assert sections == set(stage["stages"]["reproduce"]["params"])
 
 
-def test_default_remote_is_dvc_remote_in_repo(two_commits: Path) -> None:
+def test_default_remote_is_shared_by_every_clone(two_commits: Path) -> None:
+    """The committed remote is outside the clone (every clone of this user reaches it);
+    `dvc remote modify --local` points one clone elsewhere without a commit."""
+    committed = (PROJECT / ".dvc" / "config").read_text()
+    assert "url = ~/.cache/otflows/dvc-remote" in committed
+    assert ".dvc-remote" not in committed  # never a folder inside the clone
     out = _dvc(two_commits, "remote", "list")
     name, url = out.split()[:2]
     assert name == "local" and Path(url) == two_commits / ".dvc-remote"
@@ -253,3 +261,13 @@ def test_repro_push_pull_then_touch(tmp_path: Path) -> None:
     _snakemake(repo, "--touch", "--cores", "1")
     assert "Nothing to be done" in _snakemake(repo, "-n")
     assert "up to date" in _dvc(repo, "status")
+
+
+def test_mlflow_manifest_is_git_tracked_so_track_mlflow_does_not_rerun() -> None:
+    """results/tracking/mlflow_runs.json is versioned in git like the metrics: a fresh clone
+    has it, so `snakemake --touch` then `-n` has nothing left to do for `track_mlflow`."""
+    proc = subprocess.run(["git", "check-ignore", "-q", "results/tracking/mlflow_runs.json"],
+                          cwd=PROJECT)
+    assert proc.returncode == 1  # 1: not ignored
+    assert subprocess.run(["git", "check-ignore", "-q", "results/tracking/other.tmp"],
+                          cwd=PROJECT).returncode == 0

@@ -135,8 +135,9 @@ def test_killed_training_job_resumes_with_identical_metrics(tmp_path: Path):
     assert not (tmp_path / "killed" / "model.pt").exists()
     rerun = subprocess.run(_train_cmd(tmp_path, data, "killed"), capture_output=True,
                            text=True, check=True)
-    assert "resuming from step" in rerun.stderr
-    assert not resume.exists()
+    assert "resumed at step" in rerun.stderr
+    assert not resume.exists() and not (tmp_path / "killed" / "resume.prev.pt").exists()
+    assert not list((tmp_path / "killed").glob(".*.tmp"))
     assert _evaluate(tmp_path, data, "killed") == reference
 
 

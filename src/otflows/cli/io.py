@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
-from otflows.pipeline.checkpoint import atomic_write
+from otflows.pipeline.checkpoint import CorruptFileError, atomic_write
 
-__all__ = ["EXIT_DIVERGED", "check_finite", "load_npz", "save_npz", "set_threads"]
+__all__ = ["EXIT_DIVERGED", "check_finite", "check_points", "load_npz", "save_npz",
+           "set_threads"]
 
 EXIT_DIVERGED = 3  # exit status of a run that diverged (nothing that looks complete is left)
 
@@ -18,11 +21,27 @@ def load_npz(path: str | Path, *keys: str) -> dict[str, np.ndarray]:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path} not found: build it with `snakemake {path}`")
-    with np.load(path, allow_pickle=False) as data:
-        missing = [k for k in keys if k not in data]
-        if missing:
-            raise KeyError(f"{path} has no array(s) {missing}; present: {list(data.keys())}")
-        return {k: data[k] for k in data.keys()}
+    remedy = f"delete it and rebuild it with `snakemake {path}`"
+    if path.stat().st_size == 0:
+        raise CorruptFileError(f"{path} is empty (0 bytes): {remedy}")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            missing = [k for k in keys if k not in data]
+            if missing:
+                raise KeyError(f"{path} has no array(s) {missing}; present: "
+                               f"{list(data.keys())}")
+            return {k: data[k] for k in data.keys()}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error) as err:
+        raise CorruptFileError(f"{path} is not a readable .npz (truncated or corrupt: "
+                               f"{type(err).__name__}: {err}): {remedy}") from err
+
+
+def check_points(x: np.ndarray, what: str) -> None:
+    """Raise ValueError unless ``x`` is a non-empty ``[n, d]`` array of numbers."""
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or not np.issubdtype(
+            x.dtype, np.number):
+        raise ValueError(f"{what}: expected a non-empty [n, d] array of numbers, got shape "
+                         f"{x.shape} of {x.dtype}; rebuild it with snakemake (delete it first)")
 
 
 def save_npz(path: str | Path, **arrays: np.ndarray) -> None:

@@ -36,6 +36,11 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, KeyError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # a full disk, a read-only folder: say which file and why
+        print(f"error: {err.strerror or err} ({err.filename or 'no file named'}); nothing "
+              f"complete was written (outputs are written to a temp name, then renamed)",
+              file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

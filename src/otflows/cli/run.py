@@ -10,7 +10,14 @@ from pathlib import Path
 
 import numpy as np
 
-from otflows.cli.io import EXIT_DIVERGED, check_finite, load_npz, save_npz, set_threads
+from otflows.cli.io import (
+    EXIT_DIVERGED,
+    check_finite,
+    check_points,
+    load_npz,
+    save_npz,
+    set_threads,
+)
 from otflows.methods import build_trainer
 from otflows.pipeline.checkpoint import write_json, write_text
 
@@ -24,12 +31,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     from otflows.pipeline.checkpoint import save_checkpoint
     from otflows.pipeline.config import config_hash
     from otflows.pipeline.tracking import git_commit
-    from otflows.pipeline.training import DivergenceError, run_training
+    from otflows.pipeline.training import DivergenceError, previous_path, run_training
 
     set_threads(args.threads)
     cfg = json.loads(args.config)
     data = load_npz(args.data, "train")
     check_finite(data["train"], f"{args.data}: train")
+    check_points(data["train"], f"{args.data}: train")
     device = resolve_device(args.device)
     key = f"{args.method}/{args.experiment}"
     chash = config_hash({"method": args.method, "cfg": cfg, "seed": args.seed,
@@ -72,6 +80,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     write_json(record, args.record)
     save_checkpoint({"meta": meta, "config": cfg, "state": result.state}, out)
     resume.unlink(missing_ok=True)
+    previous_path(resume).unlink(missing_ok=True)
     return 0
 
 
@@ -101,10 +110,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     from otflows.methods.base import resolve_device
     from otflows.metrics.mmd import mmd2_pair
-    from otflows.pipeline.checkpoint import load_checkpoint
+    from otflows.pipeline.checkpoint import CorruptFileError, load_checkpoint, set_aside
 
     set_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
+    try:
+        ckpt = load_checkpoint(args.checkpoint)
+    except CorruptFileError as err:
+        aside = set_aside(args.checkpoint)  # so the next `snakemake` retrains it
+        print(f"error: {err}. It was set aside as {aside}; rerun snakemake to retrain it",
+              file=sys.stderr)
+        return 2
     data = load_npz(args.data, "train")
     cfg = ckpt["config"]
     device = resolve_device(args.device)
@@ -118,6 +133,14 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if bad:
         print(f"error: {args.method}/{args.experiment}: non-finite metrics {bad}; "
               f"no metrics file written", file=sys.stderr)
+        return EXIT_DIVERGED
+    absurd = {k: v for k, v in ev.metrics.items() if k.startswith("nll") and "stderr" not in k
+              and abs(v) > args.max_nll_per_dim * max(1, test.shape[1])}
+    if absurd:
+        print(f"error: {args.method}/{args.experiment}: {absurd} is beyond the sanity bound "
+              f"run.max_nll_per_dim = {args.max_nll_per_dim} nats per dimension (d = "
+              f"{test.shape[1]}): the run diverged; no metrics file written. Lower the "
+              f"learning rate, or delete {args.checkpoint} to retrain", file=sys.stderr)
         return EXIT_DIVERGED
     # Counts (n_parameters, n_maps, ...) stay integers; everything else is a float.
     scores = {k: int(v) if k.startswith("n_") else float(v) for k, v in ev.metrics.items()}
@@ -172,6 +195,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--eval-samples", type=int, default=5000)
     ev.add_argument("--density-grid", type=int, default=0)
     ev.add_argument("--benchmark", action="store_true", help="list in the toy benchmark")
+    ev.add_argument("--max-nll-per-dim", type=float, default=float("inf"),
+                    help="fail on an |NLL| above this many nats per dimension (diverged)")
     ev.add_argument("--out-metrics", required=True)
     ev.add_argument("--out-samples", required=True)
     ev.set_defaults(func=cmd_evaluate)

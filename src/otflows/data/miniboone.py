@@ -56,6 +56,7 @@ RAW_DIR = "data/raw/miniboone"
 RAW_FILES = {"maf": "data.npy", "uci": "MiniBooNE_PID.txt"}
 FETCH_HINT = "run `snakemake download_miniboone`"
 _CHUNK = 2048  # lines parsed per call to np.loadtxt
+MAX_EVENTS = 10_000_000  # UCI's file holds 130,065 (Roe 2010); more is not that file
 
 
 class MinibooneFormatError(ValueError):
@@ -145,6 +146,10 @@ def parse_uci(stream: IO[str] | Iterable[str], name: str = "MiniBooNE_PID.txt"
                                    f"'n_signal n_background' and then one event per line")
     n_signal, n_background = _parse_header(header, name)
     n = n_signal + n_background
+    if n > MAX_EVENTS:  # checked before the [n, 50] array is allocated
+        raise MinibooneFormatError(
+            f"{name}, line 1: the header announces {n} events; UCI's MiniBooNE_PID.txt holds "
+            f"130,065 and at most {MAX_EVENTS} are accepted: the file is not that one")
     out = np.empty((n, UCI_COLUMNS), dtype=np.float64)
     row = 0
     lineno = 1
@@ -214,6 +219,10 @@ def parse_maf_npy(stream: IO[bytes], name: str = "data.npy") -> np.ndarray:
     except (ValueError, OSError, EOFError) as err:
         raise MinibooneFormatError(f"{name}: not a NumPy .npy array ({err}); expected the "
                                    f"MAF release's miniboone/data.npy") from err
+    except MemoryError as err:  # a header that declares a shape far beyond the real file
+        raise MinibooneFormatError(f"{name}: its header declares an array too large for "
+                                   f"memory; expected the MAF release's miniboone/data.npy "
+                                   f"(36,488 x {MINIBOONE_DIM})") from err
     if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != MINIBOONE_DIM:
         shape = getattr(data, "shape", None)
         raise MinibooneFormatError(f"{name}: expected a 2-D array with {MINIBOONE_DIM} columns"

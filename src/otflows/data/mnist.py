@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -82,7 +83,7 @@ def parse_idx(raw: bytes, name: str = "IDX file") -> np.ndarray:
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
-        except (OSError, EOFError) as err:
+        except (OSError, EOFError, zlib.error) as err:
             raise IdxFormatError(f"{name}: corrupt gzip stream ({err}); download it again"
                                  ) from err
     if len(raw) < 4:

@@ -4,19 +4,26 @@ Training jobs never open the tracking store. Each writes a small run record (par
 history, final metrics land beside it); the ``track`` rule, which runs alone after the
 fan-out, creates the store and experiment if needed and imports every record not yet there.
 So parallel jobs never race to create or lock the SQLite file, and jobs on cluster nodes
-need no access to it. A record is imported once: runs carry the record's hash as a tag.
+need no access to it. A record is imported once: each run carries a content hash (the
+record, its history and final metrics) as a tag and is found by it (an upsert). The whole
+import holds a file lock, so two imports on a fresh store neither race nor duplicate; a run
+left RUNNING by a killed import is deleted and imported again by the next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import hashlib
 import json
 import os
 import subprocess
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-__all__ = ["git_commit", "tracking_uri", "import_records", "read_history"]
+__all__ = ["git_commit", "tracking_uri", "import_records", "read_history", "import_lock"]
 
 
 def git_commit(cwd: str | Path = ".") -> str:
@@ -52,51 +59,97 @@ def read_history(path: Path) -> list[dict[str, float]]:
         return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(fh)]
 
 
+def _lock_path(uri: str, results: Path) -> Path:
+    """The lock file: beside a SQLite store, else under ``results/tracking``."""
+    if uri.startswith("sqlite:///"):
+        db = Path(uri[len("sqlite:///"):])
+        return db.with_name(db.name + ".lock")
+    return results / "tracking" / ".mlflow-import.lock"
+
+
+@contextlib.contextmanager
+def import_lock(path: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``path`` (released by the OS if the process dies)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a") as fh:
+        try:
+            import fcntl
+        except ImportError:  # Windows: one import at a time is then the user's care
+            yield
+            return
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _content_hash(record_text: str, *files: Path) -> str:
+    """Hash of a record and the history/metrics files imported with it."""
+    h = hashlib.sha256(record_text.encode())
+    for f in files:
+        h.update(b"\0" + (f.read_bytes() if f.exists() else b"<absent>"))
+    return h.hexdigest()[:16]
+
+
 def import_records(records: list[Path], results: Path, uri: str, experiment: str) -> dict:
     """Import run records (``results/records/<method>/<exp>.json``) into MLflow.
 
-    Returns a manifest ``{run key: mlflow run id}``.
+    Idempotent: a run whose content hash is already there (FINISHED) is reused; runs a killed
+    import left unfinished are deleted first. Returns a manifest ``{run key: mlflow run id}``.
     """
     import mlflow
-    from mlflow.entities import Metric, Param
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    client = MlflowClient(tracking_uri=uri)
-    exp = client.get_experiment_by_name(experiment)
-    exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
-    manifest: dict[str, str] = {}
-    for path in sorted(records):
-        record = json.loads(Path(path).read_text())
-        key, record_hash = record["key"], record["record_hash"]
-        found = client.search_runs(
-            [exp_id], filter_string=f"tags.`otflows.record_hash` = '{record_hash}'",
-            max_results=1)
-        if found:
-            manifest[key] = found[0].info.run_id
-            continue
-        method, name = record["method"], record["experiment"]
-        tags = {"otflows.key": key, "otflows.record_hash": record_hash,
-                "mlflow.runName": key, **{f"otflows.{k}": str(v) for k, v in
-                                          record["tags"].items()}}
-        run = client.create_run(exp_id, start_time=int(record["started_ms"]), tags=tags,
-                                run_name=key)
-        run_id = run.info.run_id
-        params: dict[str, str] = {}
-        _flatten("", record["config"], params)
-        params["seed"] = str(record["seed"])
-        ts = int(record["finished_ms"])
-        metrics = [Metric(k, v, ts, int(row["step"]))
-                   for row in read_history(results / "plots" / method / f"{name}.csv")
-                   for k, v in row.items() if k != "step"]
-        final_path = results / "metrics" / method / f"{name}.json"
-        if final_path.exists():
-            final = json.loads(final_path.read_text())
-            metrics += [Metric(k, float(v), ts, 0) for k, v in final.items()
-                        if isinstance(v, int | float) and not isinstance(v, bool)]
-        client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
-        for i in range(0, len(metrics), 900):
-            client.log_batch(run_id, metrics=metrics[i : i + 900])
-        client.set_terminated(run_id, status="FINISHED", end_time=ts)
-        manifest[key] = run_id
-    return manifest
+    with import_lock(_lock_path(uri, results)):
+        client = MlflowClient(tracking_uri=uri)
+        exp = client.get_experiment_by_name(experiment)
+        exp_id = exp.experiment_id if exp else client.create_experiment(experiment)
+        # under the lock no other import is running: an unfinished run is a killed import's
+        for run in client.search_runs([exp_id], filter_string="attributes.status != "
+                                      "'FINISHED'", max_results=50000):
+            print(f"[otflows] track: deleting {run.info.run_id} "
+                  f"({run.data.tags.get('otflows.key')}), left {run.info.status} by an "
+                  f"interrupted import", file=sys.stderr)
+            client.delete_run(run.info.run_id)
+        return {key: run_id for key, run_id in
+                (_import_one(client, exp_id, Path(p), results) for p in sorted(records))}
+
+
+def _import_one(client, exp_id: str, path: Path, results: Path) -> tuple[str, str]:
+    """Find or create the FINISHED run of one record; return (key, run id)."""
+    from mlflow.entities import Metric, Param
+
+    text = path.read_text()
+    record = json.loads(text)
+    key, method, name = record["key"], record["method"], record["experiment"]
+    history_path = results / "plots" / method / f"{name}.csv"
+    final_path = results / "metrics" / method / f"{name}.json"
+    content = _content_hash(text, history_path, final_path)
+    found = client.search_runs(
+        [exp_id], filter_string=f"tags.`otflows.content_hash` = '{content}' and "
+        f"attributes.status = 'FINISHED'", max_results=1)
+    if found:
+        return key, found[0].info.run_id
+    tags = {"otflows.key": key, "otflows.record_hash": record["record_hash"],
+            "otflows.content_hash": content, "mlflow.runName": key,
+            **{f"otflows.{k}": str(v) for k, v in record["tags"].items()}}
+    run = client.create_run(exp_id, start_time=int(record["started_ms"]), tags=tags,
+                            run_name=key)
+    run_id = run.info.run_id
+    params: dict[str, str] = {}
+    _flatten("", record["config"], params)
+    params["seed"] = str(record["seed"])
+    ts = int(record["finished_ms"])
+    metrics = [Metric(k, v, ts, int(row["step"]))
+               for row in read_history(history_path) for k, v in row.items() if k != "step"]
+    if final_path.exists():
+        final = json.loads(final_path.read_text())
+        metrics += [Metric(k, float(v), ts, 0) for k, v in final.items()
+                    if isinstance(v, int | float) and not isinstance(v, bool)]
+    client.log_batch(run_id, params=[Param(k, v[:6000]) for k, v in params.items()])
+    for i in range(0, len(metrics), 900):
+        client.log_batch(run_id, metrics=metrics[i : i + 900])
+    client.set_terminated(run_id, status="FINISHED", end_time=ts)
+    return key, run_id
