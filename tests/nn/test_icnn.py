@@ -6,12 +6,19 @@ import pytest
 import torch
 
 from otflows.linalg import hessian
-from otflows.nn.icnn import ICNN, ConvexPotential, ConvICNN, inverse_softplus
+from otflows.nn.icnn import (
+    ICNN,
+    ConvexPotential,
+    ConvICNN,
+    activation_derivatives,
+    inverse_softplus,
+)
 
 
-def _icnn(d: int, seed: int = 0, context: int = 0, depth: int = 4) -> ICNN:
+def _icnn(d: int, seed: int = 0, context: int = 0, depth: int = 4,
+          activation: str = "softplus") -> ICNN:
     return ICNN(d, 12, depth, context=context, dtype=torch.float64,
-                generator=torch.Generator().manual_seed(seed))
+                generator=torch.Generator().manual_seed(seed), activation=activation)
 
 
 def test_inverse_softplus_round_trips():
@@ -23,9 +30,10 @@ def test_inverse_softplus_round_trips():
         inverse_softplus(0.0)
 
 
-@pytest.mark.parametrize("d", [1, 3, 7])
-def test_icnn_is_convex_along_random_segments(d: int):
-    f = _icnn(d, seed=d)
+@pytest.mark.parametrize("d,activation", [(1, "softplus"), (3, "softplus"), (7, "softplus"),
+                                          (3, "gaussian_softplus")])
+def test_icnn_is_convex_along_random_segments(d: int, activation: str):
+    f = _icnn(d, seed=d, activation=activation)
     gen = torch.Generator().manual_seed(1)
     a, b = torch.randn(200, d, generator=gen, dtype=torch.float64) * 3, \
         torch.randn(200, d, generator=gen, dtype=torch.float64) * 3
@@ -74,9 +82,12 @@ def test_bad_sizes_raise():
         ICNN(2, 1, 3)
 
 
-@pytest.mark.parametrize("depth,context", [(1, 0), (2, 0), (5, 0), (3, 4)])
-def test_closed_form_derivatives_match_autograd(depth: int, context: int):
-    pot = ConvexPotential(_icnn(5, seed=depth, context=context, depth=depth), alpha=0.7)
+@pytest.mark.parametrize("depth,context,activation", [
+    (1, 0, "softplus"), (2, 0, "softplus"), (5, 0, "softplus"), (3, 4, "softplus"),
+    (1, 0, "gaussian_softplus"), (3, 4, "gaussian_softplus")])
+def test_closed_form_derivatives_match_autograd(depth: int, context: int, activation: str):
+    pot = ConvexPotential(_icnn(5, seed=depth, context=context, depth=depth,
+                                activation=activation), alpha=0.7)
     gen = torch.Generator().manual_seed(8)
     x = torch.randn(9, 5, generator=gen, dtype=torch.float64).requires_grad_(True)
     c = torch.randn(9, context, generator=gen, dtype=torch.float64) if context else None
@@ -88,3 +99,17 @@ def test_closed_form_derivatives_match_autograd(depth: int, context: int):
     assert torch.allclose(value, f, atol=1e-12)
     assert torch.allclose(grad, g, atol=1e-12)
     assert torch.allclose(hvp(v), hv, atol=1e-12)
+
+
+def test_gaussian_softplus_is_the_expected_relu_of_a_noisy_input():
+    """s(a) = E[max(0, a + ε)], ε ~ N(0, 1), with s′ = Φ and s″ = φ (autograd)."""
+    a = torch.linspace(-4, 4, 17, dtype=torch.float64).requires_grad_(True)
+    s, ds, d2s = activation_derivatives("gaussian_softplus", a)
+    eps = torch.randn(400_000, 1, generator=torch.Generator().manual_seed(0),
+                      dtype=torch.float64)
+    assert torch.allclose(s, (a + eps).clamp_min(0).mean(0), atol=5e-3)
+    g = torch.autograd.grad(s.sum(), a, create_graph=True)[0]
+    assert torch.allclose(g, ds, atol=1e-12)
+    assert torch.allclose(torch.autograd.grad(g.sum(), a)[0], d2s, atol=1e-12)
+    with pytest.raises(ValueError, match="activation"):
+        ICNN(2, 4, 2, activation="relu")

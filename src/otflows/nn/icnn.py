@@ -9,11 +9,15 @@ Distributions with Optimal Transport and Convex Optimization", ICLR 2021, arXiv:
   amortised posterior).
 * :class:`ConvICNN`: the same architecture with 3×3 convolutions, for 28×28 images.
 * :class:`ConvexPotential`: F_α(x) = α/2‖x‖² + β·F(x) with α = softplus(a), β = softplus(b)
-  (§3.1, strong convexity: ∇²F_α ⪰ αI ≻ 0), as the published code parameterises both.
+  (§3.1, strong convexity: ∇²F_α ⪰ αI ≻ 0); both learned.
 
 Positive layers L⁺ use W⁺ = softplus(V)/fan_in (non-negative, so a non-decreasing convex
-activation keeps each unit convex in x); the activation is softplus (a softplus-type
-activation, §3.1 and App. B of the paper).
+activation keeps each unit convex in x). The activation is softplus-type (§3.1; the paper's
+App. B is not in our copy): ``softplus`` s(a) = log(1 + eᵃ), or ``gaussian_softplus``
+s(a) = E[max(0, a + ε)] = aΦ(a) + φ(a), ε ~ N(0, 1) (s′ = Φ, s″ = φ), the activation of the
+published code per the issue's facts. α = softplus(a) is learned from its configured
+starting value; the published code's α start, input ActNorm and first-layer variant differ
+from ours (see ``otflows.methods.cpflow.core.ActNorm`` and the CP-Flow config).
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-__all__ = ["ConvICNN", "ConvexPotential", "ICNN", "inverse_softplus"]
+__all__ = ["ACTIVATIONS", "ConvICNN", "ConvexPotential", "ICNN", "activation_derivatives",
+           "inverse_softplus"]
 
 
 def inverse_softplus(y: float) -> float:
@@ -38,6 +43,29 @@ def inverse_softplus(y: float) -> float:
 def _softplus_inverse(y: Tensor) -> Tensor:
     """Elementwise a with softplus(a) = y > 0."""
     return y + torch.log(-torch.expm1(-y))
+
+
+ACTIVATIONS = ("softplus", "gaussian_softplus")
+"""Softplus-type activations s (non-decreasing, convex, twice differentiable; §3.1)."""
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+
+
+def activation_derivatives(name: str, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """(s(a), s′(a), s″(a)) of the activation ``name`` elementwise."""
+    if name == "softplus":
+        sig = torch.sigmoid(a)
+        return F.softplus(a), sig, sig - sig * sig
+    if name == "gaussian_softplus":  # E[max(0, a + ε)], ε ~ N(0, 1)
+        pdf = torch.exp(-0.5 * a * a) / _SQRT_2PI
+        cdf = 0.5 * (1.0 + torch.erf(a / math.sqrt(2.0)))
+        return a * cdf + pdf, cdf, pdf
+    raise ValueError(f"activation {name!r} unknown; expected one of {ACTIVATIONS}")
+
+
+def _activation(name: str) -> Callable[[Tensor], Tensor]:
+    if name == "softplus":
+        return F.softplus
+    return lambda a: activation_derivatives(name, a)[0]
 
 
 def _uniform(shape: tuple[int, ...], bound: float, gen: torch.Generator | None,
@@ -62,8 +90,13 @@ class ICNN(nn.Module):
 
     def __init__(self, d: int, width: int, depth: int, context: int = 0,
                  dtype: torch.dtype = torch.float32,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None,
+                 activation: str = "softplus") -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"ICNN: activation={activation!r}; expected one of {ACTIVATIONS}")
+        self.activation = activation
+        self.s = _activation(activation)
         if d < 1 or width < 2 or depth < 1 or context < 0:
             raise ValueError(f"ICNN: d={d}, width={width}, depth={depth}, context={context}; "
                              f"expected d >= 1, width >= 2, depth >= 1, context >= 0")
@@ -92,13 +125,14 @@ class ICNN(nn.Module):
                                  f"{self.context}]")
             a = a + context @ self.wc.t()
         w, n_conv = self.width, self.n_conv
-        h = F.softplus(a[:, :w])  # h₁ = s(L₁x)
+        s = self.s
+        h = s(a[:, :w])  # h₁ = s(L₁x)
         if self.depth > 1:
             rest = a[:, w:-1].reshape(a.shape[0], self.depth - 1, w)
-            aug = F.softplus(rest[:, :, n_conv:])  # h^gₖ = s(L^gₖ x), all layers at once
+            aug = s(rest[:, :, n_conv:])  # h^gₖ = s(L^gₖ x), all layers at once
             for k, v in enumerate(self.wz):
                 pos = F.softplus(v) / w  # W⁺ = softplus(V)/fan_in ≥ 0
-                h = torch.cat([F.softplus(h @ pos.t() + rest[:, k, :n_conv]), aug[:, k]], 1)
+                h = torch.cat([s(h @ pos.t() + rest[:, k, :n_conv]), aug[:, k]], 1)
         out = h @ (F.softplus(self.wout) / w).t()
         return out.squeeze(1) + a[:, -1]
 
@@ -125,8 +159,9 @@ class ICNN(nn.Module):
             a = x @ self.wx[rows].t() + self.bx[rows]
             return a + context @ self.wc[rows].t() if self.context else a
 
+        s = self.s
         standardise(slice(0, w), affine(slice(0, w)))
-        h = F.softplus(affine(slice(0, w)))
+        h = s(affine(slice(0, w)))
         for k, v in enumerate(self.wz):
             start = w + k * w
             conv, aug = slice(start, start + nc), slice(start + nc, start + w)
@@ -134,15 +169,14 @@ class ICNN(nn.Module):
             pre = h @ (F.softplus(v) / w).t() + affine(conv)
             std = standardise(conv, pre)
             v.copy_(_softplus_inverse(F.softplus(v) / std[:, None]))
-            h = torch.cat([F.softplus(h @ (F.softplus(v) / w).t() + affine(conv)),
-                           F.softplus(affine(aug))], 1)
+            h = torch.cat([s(h @ (F.softplus(v) / w).t() + affine(conv)), s(affine(aug))], 1)
 
     def derivatives(self, x: Tensor, context: Tensor | None = None
                     ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
         """(F(x) ``[n]``, ∇F(x) ``[n, d]``, v ↦ ∇²F(x)v ``[n, d] → [n, d]``) in closed form:
         ∇F by a hand-written reverse pass, ∇²F v by its forward-mode tangent (so autograd
         differentiates once, w.r.t. θ, instead of two or three nested times). σ = s′ is the
-        sigmoid, σ′ = σ(1 − σ)."""
+        activation's s′ (the sigmoid for softplus), σ′ = s″."""
         n = x.shape[0]
         a = torch.addmm(self.bx, x, self.wx.t())
         if self.context:
@@ -157,16 +191,18 @@ class ICNN(nn.Module):
         a_conv, a_aug = rest[:, :, :nc].unbind(1), rest[:, :, nc:]
         pos = [F.softplus(v) / w for v in self.wz]  # W⁺ₖ
         q = F.softplus(self.wout[0]) / w  # output weights ≥ 0
-        h = F.softplus(a1)
-        s1 = torch.sigmoid(a1)
-        s_aug_all = torch.sigmoid(a_aug)
+        act = self.activation
+        h, s1, c1 = activation_derivatives(act, a1)
+        h_aug_all, s_aug_all, c_aug_all = activation_derivatives(act, a_aug)
         s_aug = s_aug_all.unbind(1)
-        h_aug = F.softplus(a_aug).unbind(1)
-        sig = []
+        h_aug = h_aug_all.unbind(1)
+        sig, curv = [], []
         for k in range(k1):
             pre = h @ pos[k].t() + a_conv[k]
-            sig.append(torch.sigmoid(pre))
-            h = torch.cat([F.softplus(pre), h_aug[k]], 1)
+            hk, sk, ck = activation_derivatives(act, pre)
+            sig.append(sk)
+            curv.append(ck)
+            h = torch.cat([hk, h_aug[k]], 1)
         value = h @ q + a[:, -1]
         # reverse pass: δₖ = ∂F/∂hₖ, starting from δ_K = q
         delta = q.expand(n, w)
@@ -195,7 +231,7 @@ class ICNN(nn.Module):
             ad_conv, ad_aug = rd[:, :, :nc].unbind(1), rd[:, :, nc:]
             hd_aug = (s_aug_all * ad_aug).unbind(1)
             # ∂/∂δ part of the aug units' gradient tangent, all layers at once
-            curv_aug = ((s_aug_all - s_aug_all * s_aug_all) * ad_aug).unbind(1)
+            curv_aug = (c_aug_all * ad_aug).unbind(1)
             hd = s1 * ad1
             pred = []
             for k in range(k1):
@@ -207,11 +243,11 @@ class ICNN(nn.Module):
             for k in reversed(range(k1)):
                 dk = deltas[k]
                 sk = sig[k]
-                ud = dd[:, :nc] * sk + dk[:, :nc] * (sk - sk * sk) * pred[k]
+                ud = dd[:, :nc] * sk + dk[:, :nc] * curv[k] * pred[k]
                 gc[k] = ud
                 gg[k] = dd[:, nc:] * s_aug[k] + dk[:, nc:] * curv_aug[k]
                 dd = ud @ pos[k]
-            g1 = dd * s1 + delta1 * (s1 - s1 * s1) * ad1
+            g1 = dd * s1 + delta1 * c1 * ad1
             return assemble(g1, gc, gg, torch.zeros_like(ones)) @ self.wx
 
         return value, grad, hvp

@@ -21,7 +21,7 @@ from tqdm.auto import tqdm
 
 from otflows.pipeline.checkpoint import atomic_write
 
-__all__ = ["DownloadError", "fetch", "dvc_add"]
+__all__ = ["DownloadError", "fetch", "fetch_tar_members", "dvc_add"]
 
 _BLOCK = 1 << 20
 
@@ -84,6 +84,45 @@ def fetch(url: str, dest: str | Path, *, expected_bytes: int | None = None,
             raise DownloadError(f"download of {url} failed after {stream.n} bytes: {err}"
                                 ) from err
     return dest
+
+
+def fetch_tar_members(url: str, members: dict[str, str | Path], timeout: float = 60.0
+                      ) -> list[Path]:
+    """Stream the ``.tar.gz`` at ``url`` once and write each member whose path ends in a key
+    of ``members`` to its value (atomically). The archive is never stored; every member must
+    be found. (The MAF archive holds POWER, GAS, HEPMASS and BSDS300: one pass for all.)"""
+    try:
+        response = urllib.request.urlopen(url, timeout=timeout)
+    except (OSError, ValueError) as err:
+        raise DownloadError(f"cannot download {url}: {err}. Check the URL in params.yaml "
+                            f"and the network, or place the files by hand") from err
+    found: list[Path] = []
+    total = getattr(response, "length", None)
+    with response, tqdm(total=total, unit="B", unit_scale=True, desc=Path(url).name,
+                        file=sys.stderr, mininterval=2.0) as bar:
+        stream = _Progress(response, bar)
+        try:
+            with tarfile.open(fileobj=stream, mode="r|gz") as tar:
+                for member in tar:
+                    key = next((k for k in members if ("/" + member.name).endswith("/" + k)),
+                               None)
+                    if key is None or not member.isfile():
+                        continue
+                    src = tar.extractfile(member)
+
+                    def write(tmp: Path, src=src) -> None:
+                        with tmp.open("wb") as out:
+                            shutil.copyfileobj(src, out, _BLOCK)
+
+                    found.append(atomic_write(Path(members[key]), write))
+        except (OSError, tarfile.TarError) as err:
+            raise DownloadError(f"download of {url} failed after {stream.n} bytes: {err}"
+                                ) from err
+    if len(found) != len(members):
+        names = {p.resolve() for p in found}
+        absent = [k for k, v in members.items() if Path(v).resolve() not in names]
+        raise DownloadError(f"{url} holds no member(s) {absent}")
+    return found
 
 
 def _check(url: str, n: int, digest: str, expected_bytes: int | None, md5: str | None

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from otflows.methods.base import DTYPES, config_from_dict, spec
 from otflows.methods.cpflow.baselines import BASELINES
+from otflows.nn.icnn import ACTIVATIONS as ICNN_ACTIVATIONS
 
 __all__ = ["MODELS", "TASKS", "CPFlowConfig", "VAEFlowConfig"]
 
@@ -27,11 +28,15 @@ class CPFlowConfig:
 
     task: str = spec(choices=("density", "coupling"))
     model: str = spec(choices=MODELS)
-    architecture: str = spec(choices=("fc", "conv"))  # fc: vectors; conv: 28×28 images
+    # fc: vectors; conv: 28×28 images, one conv ICNN per block; multiscale: Table 2's
+    # multi-scale image flow (methods/cpflow/image.py; MNIST or CIFAR-10)
+    architecture: str = spec(choices=("fc", "conv", "multiscale"))
     blocks: int = spec(min=1)  # CP-Flow blocks
     depth: int = spec(min=1)  # ICNN hidden layers K
     width: int = spec(min=2)  # ICNN hidden units (channels for conv) per layer
     alpha: float = spec(gt=0)  # initial α of F_α = α/2‖x‖² + F (§3.1)
+    activation: str = spec(choices=ICNN_ACTIVATIONS)  # softplus-type s of eq. (7) (§3.1)
+    actnorm: bool = spec()  # data-initialised ActNorm before each block (published code)
     lr: float = spec(gt=0)  # Adam learning rate
     weight_decay: float = spec()  # Adam weight decay
     lr_halve_every: int = spec(min=0)  # halve the learning rate every this many steps (0: never)

@@ -1,7 +1,8 @@
 """The CP-Flow map and its three numerical pieces (Huang et al., ICLR 2021, arXiv:2012.05942).
 
 * :class:`CPFlow`: blocks f_k = ∇F_{α,k} (§3.1) composed data → latent, z = f_K∘…∘f_1(x),
-  log p(x) = log N(z; 0, I) + Σ_k log det ∇²F_k (change of variables, eq. 1);
+  log p(x) = log N(z; 0, I) + Σ_k log det ∇²F_k (change of variables, eq. 1), each block
+  optionally preceded by a data-initialised :class:`ActNorm` (its log det counted);
 * :func:`invert_potential`: Algorithm 1, minimise F_α(x) − yᵀx by L-BFGS with a strong-Wolfe
   line search, the batch summed into one objective;
 * :func:`surrogate_log_det`: Algorithm 2, z = stop-grad CG(H, v) for a Rademacher probe v and
@@ -23,8 +24,8 @@ from otflows.distributions import standard_normal_log_prob
 from otflows.linalg import conjugate_gradient, exact_log_det, rademacher, slq_log_det
 from otflows.nn.icnn import ConvexPotential
 
-__all__ = ["CPFlow", "InversionResult", "LogDetMethod", "SurrogateResult", "gradient_map",
-           "invert_potential", "surrogate_log_det"]
+__all__ = ["ActNorm", "CPFlow", "InversionResult", "LogDetMethod", "SurrogateResult",
+           "gradient_map", "invert_potential", "surrogate_log_det"]
 
 
 def gradient_map(potential: nn.Module, x: Tensor, context: Tensor | None = None,
@@ -129,20 +130,75 @@ def invert_potential(potential: nn.Module, y: Tensor, tol: float, max_iter: int,
 LogDetMethod = str  # "exact" | "slq"
 
 
-class CPFlow(nn.Module):
-    """Composition of CP-Flow blocks, data → latent: z = f_K∘…∘f_1(x), f_k = ∇F_{α,k}."""
+class ActNorm(nn.Module):
+    """Per-dimension affine input scaling x̃ = (x − m)/s before a convex block, s = exp(ℓ),
+    data-initialised to zero mean and unit variance, trained with the flow; its log det
+    −Σℓ enters the change of variables (eq. 1). The published CP-Flow code puts one before
+    each convex block (the issue's facts; Kingma & Dhariwal 2018's ActNorm)."""
 
-    def __init__(self, potentials: list[ConvexPotential]) -> None:
+    def __init__(self, d: int, dtype: torch.dtype = torch.float64) -> None:
+        super().__init__()
+        self.shift = nn.Parameter(torch.zeros(d, dtype=dtype))
+        self.log_scale = nn.Parameter(torch.zeros(d, dtype=dtype))
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor) -> None:
+        """m = mean of x ``[n, d]``, s = its standard deviation per dimension."""
+        self.shift.copy_(x.mean(0))
+        self.log_scale.copy_(x.std(0).clamp_min(1e-6).log())
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x̃ = (x − m)/s ``[n, d]``."""
+        return (x - self.shift) * torch.exp(-self.log_scale)
+
+    def log_det(self) -> Tensor:
+        """log det ∂x̃/∂x = −Σℓ (a scalar, the same for every row)."""
+        return -self.log_scale.sum()
+
+    def inverse(self, y: Tensor) -> Tensor:
+        """x = m + s ⊙ y."""
+        return self.shift + y * torch.exp(self.log_scale)
+
+
+class CPFlow(nn.Module):
+    """Composition of CP-Flow blocks, data → latent: z = f_K∘…∘f_1(x), f_k = ∇F_{α,k}, each
+    optionally preceded by an :class:`ActNorm` (``actnorm``)."""
+
+    def __init__(self, potentials: list[ConvexPotential], actnorm: bool = False) -> None:
         super().__init__()
         if not potentials:
             raise ValueError("CPFlow: needs at least one block")
         self.blocks = nn.ModuleList(potentials)
         self.d = potentials[0].d
+        dtype = next(potentials[0].parameters()).dtype
+        self.norms = nn.ModuleList([ActNorm(self.d, dtype) for _ in potentials]
+                                   if actnorm else [])
+
+    def _norm(self, k: int, h: Tensor) -> tuple[Tensor, Tensor | float]:
+        """(x̃, log det) of block k's input scaling (identity and 0 without ActNorm)."""
+        if not self.norms:
+            return h, 0.0
+        return self.norms[k](h), self.norms[k].log_det()
+
+    @torch.no_grad()
+    def initialize_from_data(self, x: Tensor) -> None:
+        """Data-dependent initialisation, block by block: ActNorm to zero mean and unit
+        variance, then the ICNN's units (``ICNN.initialize_from_data``) where it has one."""
+        h = x
+        for k, pot in enumerate(self.blocks):
+            if self.norms:
+                self.norms[k].initialize_from_data(h)
+            h = self._norm(k, h)[0]
+            if hasattr(pot.icnn, "initialize_from_data"):
+                pot.icnn.initialize_from_data(h)
+            h = gradient_map(pot, h).detach()
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """z = f(x) ``[n, d]`` (no graph kept)."""
         h = x
-        for pot in self.blocks:
+        for k, pot in enumerate(self.blocks):
+            with torch.no_grad():
+                h = self._norm(k, h)[0]
             h = gradient_map(pot, h, context).detach()
         return h
 
@@ -151,12 +207,15 @@ class CPFlow(nn.Module):
                       ) -> tuple[Tensor, Tensor, dict[str, float]]:
         """(training objective ``[n]`` = −log N(z) − Σ_k surrogate_k, −log N(z) ``[n]``,
         CG logs). The objective's gradient is an unbiased estimate of ∇_θ NLL (Alg. 2)."""
-        h = x.detach().requires_grad_(True)
+        h = x.detach()
         sur = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         iters, res = 0, 0.0
-        for pot in self.blocks:
+        for k, pot in enumerate(self.blocks):
+            h, norm_logdet = self._norm(k, h)
+            if not h.requires_grad:
+                h = h.requires_grad_(True)
             out = surrogate_log_det(pot, h, generator, cg_tol, cg_max_iter, context)
-            sur = sur + out.surrogate
+            sur = sur + out.surrogate + norm_logdet
             iters, res = max(iters, out.cg_iterations), max(res, out.cg_residual)
             h = out.output
         prior = -standard_normal_log_prob(h)
@@ -168,8 +227,10 @@ class CPFlow(nn.Module):
         through them (the O(d)-memory alternative to Alg. 2)."""
         h = x.detach().requires_grad_(True) if create_graph else x
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for pot in self.blocks:
-            logdet = logdet + exact_log_det(pot, h, create_graph, context)
+        for k, pot in enumerate(self.blocks):
+            with torch.set_grad_enabled(create_graph):
+                h, norm_logdet = self._norm(k, h)
+            logdet = logdet + norm_logdet + exact_log_det(pot, h, create_graph, context)
             h = gradient_map(pot, h, context, create_graph=create_graph)
             if not create_graph:
                 h = h.detach()
@@ -187,7 +248,10 @@ class CPFlow(nn.Module):
             raise ValueError("log_prob: SLQ needs a generator for its probes")
         h = x.detach()
         logdet = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
-        for pot in self.blocks:
+        for k, pot in enumerate(self.blocks):
+            with torch.no_grad():
+                h, norm_logdet = self._norm(k, h)
+                logdet = logdet + norm_logdet
             if getattr(pot, "closed_form", False):
                 with torch.no_grad():
                     _, g, closed_hvp = pot.derivatives(h, context)
@@ -212,9 +276,13 @@ class CPFlow(nn.Module):
     def inverse(self, z: Tensor, tol: float, max_iter: int,
                 context: Tensor | None = None) -> InversionResult:
         """x = f⁻¹(z) block by block (Alg. 1), last block first; error of the last solve
-        per row, iterations summed over blocks."""
+        per row (in the scaled coordinates x̃ where an ActNorm precedes it), iterations
+        summed over blocks."""
         h, iters, err = z.detach(), 0, None
-        for pot in reversed(self.blocks):
-            out = invert_potential(pot, h, tol, max_iter, context)
+        for k in reversed(range(len(self.blocks))):
+            out = invert_potential(self.blocks[k], h, tol, max_iter, context)
             h, err, iters = out.x, out.error, iters + out.iterations
+            if self.norms:
+                with torch.no_grad():
+                    h = self.norms[k].inverse(h)
         return InversionResult(x=h, error=err, iterations=iters)

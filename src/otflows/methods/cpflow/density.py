@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from otflows.data.coupling import gaussian_entropy, gaussian_w2_squared
+from otflows.data.coupling import gaussian_entropy, gaussian_w2_squared, optimal_map
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
 from otflows.methods.base import DTYPES, Evaluation, checked_step, checked_tensor
 from otflows.methods.cpflow.baselines import build_baseline, matched_hidden, n_parameters
@@ -48,6 +48,11 @@ def build_flow(cfg: CPFlowConfig, d: int, generator: torch.Generator,
                context: int = 0) -> CPFlow:
     """The CP-Flow of ``cfg`` on R^d: ``blocks`` potentials F_α with ICNNs from ``generator``."""
     dtype = DTYPES[cfg.dtype]
+    if cfg.architecture == "multiscale":  # hook (issue 18): Table 2's multi-scale image flow
+        from otflows.methods.cpflow.image import ImageCPFlow, image_shape
+
+        return ImageCPFlow(image_shape(d), cfg.blocks, cfg.width, cfg.depth, cfg.alpha,
+                           dtype=dtype, generator=generator)
     pots = []
     for _ in range(cfg.blocks):
         if cfg.architecture == "conv":
@@ -57,9 +62,9 @@ def build_flow(cfg: CPFlowConfig, d: int, generator: torch.Generator,
             icnn: nn.Module = ConvICNN((1, IMAGE_SIDE, IMAGE_SIDE), cfg.width, cfg.depth,
                                        dtype, generator)
         else:
-            icnn = ICNN(d, cfg.width, cfg.depth, context, dtype, generator)
+            icnn = ICNN(d, cfg.width, cfg.depth, context, dtype, generator, cfg.activation)
         pots.append(ConvexPotential(icnn, alpha=cfg.alpha))
-    return CPFlow(pots)
+    return CPFlow(pots, actnorm=cfg.actnorm)
 
 
 class DensityTrainer:
@@ -82,11 +87,8 @@ class DensityTrainer:
         init = torch.Generator(device="cpu")
         init.manual_seed(self.seed + 1)
         self.flow = build_flow(cfg, self.d, init).to(self.device)
-        if cfg.architecture == "fc":  # data-dependent initialisation of every ICNN block
-            h = self.train[:1024]
-            for pot in self.flow.blocks:
-                pot.icnn.initialize_from_data(h)
-                h = pot.derivatives(h)[1].detach()
+        if cfg.architecture == "fc" or cfg.actnorm:  # data-dependent initialisation
+            self.flow.initialize_from_data(self.train[:1024])
         self.baseline: nn.Module | None = None
         self.hidden = 0
         if cfg.model != "cpflow":
@@ -195,13 +197,24 @@ class DensityTrainer:
                 return self.baseline().transform(x)
         return self.flow(x)
 
+    def _paired_cost(self, x: Tensor, cost: Tensor) -> float:
+        """E‖x − f(x)‖² on Gaussian data, estimated against the optimal map on the same
+        points: W₂² + mean(‖x − f(x)‖² − ‖x − Σ^{-1/2}x‖²). Unbiased like the plain mean
+        ``cost.mean()``, but the sampling noise that both costs share cancels (the plain mean
+        of the optimal map itself is +1.5 % off W₂² on 1000 test points at d = 2)."""
+        a = torch.as_tensor(optimal_map(self.cov), dtype=torch.float64, device=x.device)
+        xd = x.double()
+        best = (xd - xd @ a.T).square().sum(1)
+        return gaussian_w2_squared(self.cov) + (cost.double() - best).mean().item()
+
     def _coupling_point(self) -> list[float]:
-        """[KL(data ‖ model) nats, E‖x − f(x)‖²] on the monitor set (Fig. 4's axes)."""
+        """[KL(data ‖ model) nats, E‖x − f(x)‖² (paired estimate)] on the monitor set
+        (Fig. 4's axes)."""
         x = self.monitor_set
         gen = torch.Generator().manual_seed(0)
         nll = -self._log_prob(x, gen).double().mean().item()
-        cost = (self._push_forward(x) - x).square().sum(1).double().mean().item()
-        return [nll - gaussian_entropy(self.cov), cost]
+        cost = (self._push_forward(x) - x).square().sum(1)
+        return [nll - gaussian_entropy(self.cov), self._paired_cost(x, cost)]
 
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """log p(x) in nats ``[n]`` (exact log det where d ≤ exact_max_dim, else SLQ)."""
@@ -281,7 +294,10 @@ class DensityTrainer:
             back = self.flow.inverse(self.flow(rt), self.cfg.invert_tol,
                                      self.cfg.invert_max_iter)
             metrics["roundtrip_error"] = (back.x - rt).norm(dim=1).double().max().item()
-            metrics["alpha"] = float(self.flow.blocks[0].alpha.detach())
+            # the learned α of every block (the run's `alpha` key is the configured start)
+            alphas = [float(b.alpha.detach()) for b in self.flow.blocks]
+            metrics["alpha_learned"] = alphas[0]
+            metrics["alpha_learned_min"] = min(alphas)
         else:
             metrics["hidden_features"] = float(self.hidden)
         samples, err, iters = self.sample(n_samples, seed)
@@ -292,6 +308,8 @@ class DensityTrainer:
         if self.cfg.task == "coupling" and self.cov is not None:
             w2 = gaussian_w2_squared(self.cov)
             kl = metrics["nll_nats"] - gaussian_entropy(self.cov)
+            metrics["transport_cost_sample"] = metrics["transport_cost"]  # plain test mean
+            metrics["transport_cost"] = self._paired_cost(x, cost)
             metrics.update(w2_squared=w2, kl_nats=kl, transport_gap=metrics["transport_cost"] - w2)
             extras.update(coupling_curve=np.asarray(self.curve, dtype=np.float64).reshape(-1, 3),
                           w2_squared=np.array(w2))

@@ -42,23 +42,37 @@ def _miniboone_runs(config: dict) -> list[Experiment]:
             for e in paper.miniboone_experiments(config)]
 
 
+def _gated_runs(config: dict, root: str | Path) -> list[tuple[Experiment, bool, str]]:
+    """(run, whether its raw files are under ``root``, why not) of every paper's
+    ``gated_experiments(config)`` (runs on data that is not offline, e.g. MAF's POWER)."""
+    out = []
+    for paper in _papers():
+        for e, raws, hint in getattr(paper, "gated_experiments", lambda c: [])(config):
+            absent = [r for r in raws if not (Path(root) / r).is_file()]
+            out.append((e, not absent, f"not run: {', '.join(absent)} absent ({hint})"))
+    return out
+
+
 def all_experiments(config: dict, root: str | Path = ".") -> list[Experiment]:
     """Every run params asks for whose raw data is present under ``root``, in a stable
     order. MINIBOONE runs need data/raw/miniboone; nothing ever stands in for it."""
     runs = [e for paper in _papers() for e in paper.experiments(config)]
     if miniboone_present(config, root):
         runs += _miniboone_runs(config)
+    runs += [e for e, present, _ in _gated_runs(config, root) if present]
     return runs
 
 
 def experiments_not_run(config: dict, root: str | Path = ".") -> list[dict[str, str]]:
     """Runs params asks for but whose raw data is absent: method, experiment, dataset and
     the reason, for the not-run list of the summary and the report."""
+    gated = [{"method": e.method, "experiment": e.name, "dataset": e.dataset, "reason": why}
+             for e, present, why in _gated_runs(config, root) if not present]
     if miniboone_present(config, root):
-        return []
+        return gated
     reason = f"not run: {RAW_DIR} absent ({FETCH_HINT})"
     return [{"method": e.method, "experiment": e.name, "dataset": e.dataset, "reason": reason}
-            for e in _miniboone_runs(config)]
+            for e in _miniboone_runs(config)] + gated
 
 
 def experiment_index(config: dict, root: str | Path = ".") -> dict[tuple[str, str], Experiment]:
