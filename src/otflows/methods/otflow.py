@@ -303,12 +303,15 @@ class OTFlowTrainer:
 
     @torch.no_grad()
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
-        """NLL (nats), transport and displacement costs, inversion error; f⁻¹(N(0,I)) samples."""
+        """NLL (nats), transport and displacement costs, inversion error; f⁻¹(N(0,I)) samples;
+        the extra ``forward``, float64 ``[n_test, d]``: the test points pushed forward, f(x)
+        (the middle panels of the paper's Figs. 4, 17-19)."""
         maps, nt = self.final_potentials(), self.cfg.nt_eval
         x = _as_data(test, "test", self.dtype, self.device, self.d)
-        nll, transport, displacement = [], [], []
+        nll, transport, displacement, forward = [], [], [], []
         for b in self._batches(x):
             out = push_forward(maps, b, nt)
+            forward.append(out.z.double().cpu())
             nll.append(terminal_cost(out.z, out.logdet))
             transport.append(2.0 * out.kinetic)  # ∫₀¹‖v‖² dt summed over maps
             displacement.append((out.z - b).square().sum(1))
@@ -323,7 +326,8 @@ class OTFlowTrainer:
             "inversion_error": inversion.item(),
             "n_parameters": float(self.n_parameters()),
         }
-        return Evaluation(metrics=metrics, samples=samples)
+        return Evaluation(metrics=metrics, samples=samples,
+                          extras={"forward": torch.cat(forward).numpy()})
 
 
 def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device

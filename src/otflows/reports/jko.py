@@ -31,6 +31,7 @@ from otflows.reports.common import (
     save_figure,
     write_table,
 )
+from otflows.reports.jko_density import figure_density
 
 __all__ = ["FIGURES", "TABLES", "MINIBOONE_SLICES", "iterate_mmd2", "miniboone_mmd",
            "sweep_value"]
@@ -73,6 +74,10 @@ PAPER_JKO_WIDTH: dict[str, dict[str, list[float]]] = {
               "jko": [1.42e-3, 1.5e-5, 6.11e-4, 3.90e-5, 2.19e-3]},
 }
 PAPER_WIDTHS = [3, 4, 5, 8, 16]
+# The paper's Table 2 prints its moons row as a copy of its 2 Spirals row (the same numbers up
+# to rounding in 9 of its 10 cells; single shot m = 3 reads 4.98e-3 vs 5.98e-3): the values
+# above are quoted as printed, and the table marks them (issue 17).
+PAPER_COPIED_ROWS = {"moons": "2spirals"}
 
 # JKO-Flow Table 3: MINIBOONE, MMD² by alpha on two 2-D slices and on all 43 dimensions.
 # Slices are 0-based column indices (the published code is Python).
@@ -108,13 +113,17 @@ def _paper_value(paper: dict, dataset: str, method: str, grid: list, value: floa
 
 
 def _sweep_table(df: pd.DataFrame, column: str, paper: dict, grid: list, label: str,
-                 title: str, out_md: Path, out_csv: Path) -> None:
+                 title: str, out_md: Path, out_csv: Path,
+                 copied: dict[str, str] | None = None) -> None:
+    copied = copied or {}
     df = df.copy()
     df[column] = df[column].astype(float)
     df["paper_mmd2"] = [_paper_value(paper, d, m, grid, v) for d, m, v in
                         zip(df["dataset"], df["method"], df[column], strict=True)]
     tidy = df[["dataset", "method", column, "K", "mmd2", "mmd2_half", "paper_mmd2",
                "nll_nats", "train_seconds"]].sort_values(["dataset", "method", column])
+    tidy["paper_note"] = [f"paper's row is a copy of its {copied[d]} row" if d in copied else ""
+                          for d in tidy["dataset"]]
 
     values = sorted(df[column].unique())
     head = "| dataset | approach | " + " | ".join(f"{label}={v:g}" for v in values)
@@ -124,7 +133,10 @@ def _sweep_table(df: pd.DataFrame, column: str, paper: dict, grid: list, label: 
              "code behind the paper's tables; `mmd2_half` (exp(-‖x−y‖²/2)) is in the CSV. "
              "Spread: log10(max/min) across the row; range: max − min — smaller means less "
              "sensitive to the setting.", "",
-             head, "|" + "---|" * (len(values) + 6)]
+             *[f"† The paper prints its {ds} row as a copy of its {src} row (the same numbers "
+               "up to rounding): those paper values are quoted as printed and are not a "
+               f"{ds} result." for ds, src in copied.items() if ds in set(df["dataset"])],
+             "", head, "|" + "---|" * (len(values) + 6)]
     for (dataset, method), g in df.groupby(["dataset", "method"], sort=True):
         by = dict(zip(g[column], zip(g["mmd2"], g["paper_mmd2"], strict=True), strict=True))
         k = int(g["K"].iloc[0])
@@ -133,6 +145,8 @@ def _sweep_table(df: pd.DataFrame, column: str, paper: dict, grid: list, label: 
                  for v in values]
         ours = [by[v][0] for v in values if v in by and by[v][0] > 0]
         theirs = [by[v][1] for v in values if v in by and by[v][1] > 0]
+        if dataset in copied:
+            cells = [c.replace(")", "†)") for c in cells]
         lines.append(f"| {dataset} | {name} | " + " | ".join(cells)
                      + f" | {_spread(ours)} | {_spread(theirs)} | {_range(ours)} | "
                      f"{_range(theirs)} |")
@@ -148,7 +162,8 @@ def table_jko_alpha(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
 def table_jko_width(inputs: list[Path], out_md: Path, out_csv: Path) -> None:
     """JKO-Flow Table 2: MMD² by network width, single shot vs JKO-Flow."""
     _sweep_table(load_metrics(inputs), "width", PAPER_JKO_WIDTH, PAPER_WIDTHS, "m",
-                 "JKO-Flow Table 2 — 2-D toys, MMD² by width m", out_md, out_csv)
+                 "JKO-Flow Table 2 — 2-D toys, MMD² by width m", out_md, out_csv,
+                 PAPER_COPIED_ROWS)
 
 
 # ------------------------------------------------------------------- Table 3 (MINIBOONE)
@@ -263,29 +278,6 @@ def figure_jko_alpha(inputs: list[Path], out: Path) -> None:
 def figure_jko_width(inputs: list[Path], out: Path) -> None:
     """JKO-Flow Fig. 3: samples, rows single shot / JKO-Flow, columns network width."""
     _sweep_grid(inputs, out, "m", "m", f"Generated samples by width — {out.stem}")
-
-
-def figure_density(inputs: list[Path], out: Path) -> None:
-    """JKO-Flow Fig. 2: rows data, estimated density, samples; one column per dataset."""
-    runs = [r for r in load_runs(inputs) if "grid_logp" in r]
-    fig, axes = plt.subplots(3, len(runs), figsize=(2.6 * len(runs), 7.8), squeeze=False)
-    for j, run in enumerate(runs):
-        lim = limits(run["test"])
-        hist2d(axes[0, j], run["test"], lim)
-        axes[0, j].set_title(run["experiment"].split("-")[1])
-        ax = axes[1, j]
-        ax.pcolormesh(run["grid_x"], run["grid_y"], np.exp(run["grid_logp"]), cmap="viridis",
-                      shading="auto")
-        ax.set_xlim(lim[0][0], lim[1][0])
-        ax.set_ylim(lim[0][1], lim[1][1])
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.set_aspect("equal")
-        hist2d(axes[2, j], run["samples"], lim)
-    for i, name in enumerate(("data", "estimated density", "samples")):
-        axes[i, 0].set_ylabel(name)
-    fig.suptitle(f"{out.stem}: data, density and samples")
-    save_figure(fig, out)
 
 
 # ----------------------------------------------------------- Figs. 4-5 and per-iteration MMD²
