@@ -34,7 +34,8 @@ from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = {"width": 16, "n_layers": 4, "eps": 1.0, "alpha": 1e-5, "lr": 1e-3, "batch_size": 64,
         "n_mc": 8, "iters": 6, "n_mc_flow": 8, "flow_batch": 64, "rtol": 1e-2, "atol": 1e-2,
-        "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "field_grid": 12}
+        "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "mass_grid": 8,
+        "field_grid": 12}
 
 
 def quadratic(m: Tensor, s: Tensor, eps: float) -> Callable[[Tensor], Tensor]:
@@ -187,6 +188,30 @@ def test_flow_transports_the_gaussian_along_the_entropic_interpolation():
     assert np.abs(logp - true).mean() < 0.1
 
 
+def test_eq17_and_cnf_log_densities_equal_the_gaussian_closed_form():
+    eps = 1.0
+    a, m0 = np.array([0.5, 1.5]), np.array([1.0, -0.5])
+    pair = gaussian_potentials(m0, a, [0.0, 0.0], [1.0, 1.0], eps)
+    gen = torch.Generator().manual_seed(4)
+    half = [torch.randn(2000, 2, generator=gen, dtype=torch.float64) for _ in range(2)]
+    flow = EKPFlow(pair.phi, pair.psi, eps, torch.cat([half[0], -half[0]]),
+                   torch.cat([half[1], -half[1]]))
+    g = torch.linspace(-6.0, 7.0, 131, dtype=torch.float64)
+    xx, yy = torch.meshgrid(g, g, indexing="xy")
+    grid = torch.stack([xx.ravel(), yy.ravel()], 1)
+    log_z = torch.logsumexp(flow.log_density(0.0, grid), 0) + 2 * torch.log(g[1] - g[0])
+    pts = torch.as_tensor(m0 + np.random.default_rng(0).normal(size=(40, 2)) * np.sqrt(a))
+    true = (-0.5 * ((pts.numpy() - m0) ** 2 / a).sum(1) - 0.5 * np.log(a).sum()
+            - np.log(2 * np.pi))
+    eq17 = (flow.log_density(0.0, pts) - log_z).numpy()
+    cnf = cnf_log_likelihood(flow, pts, rtol=1e-6, atol=1e-6).numpy()
+    # MC heat kernels (M = 4000): pointwise noise, no bias on average.
+    for est in (eq17, cnf):
+        assert np.abs(est - true).mean() < 0.05, np.abs(est - true)
+        assert abs(float(np.mean(est - true))) < 0.03, np.mean(est - true)
+    assert abs(float(np.mean(eq17 - cnf))) < 0.03
+
+
 def test_dual_objective_increases_over_the_first_iterations_on_a_gaussian_pair():
     rng = np.random.default_rng(0)
     data = rng.normal(size=(4000, 2)) * np.sqrt([0.5, 1.5]) + [1.0, -0.5]
@@ -262,7 +287,7 @@ def test_samples_shape_and_finite_log_densities(toy):
     assert np.isfinite(ev.samples).all()
     assert all(math.isfinite(v) for v in ev.metrics.values()), ev.metrics
     for key in ("nll_nats", "nll_closed_form_nats", "transport_cost", "dual_objective",
-                "constraint_residual", "n_parameters"):
+                "constraint_residual", "n_parameters", "density_mass"):
         assert key in ev.metrics
     assert ev.extras["flow_logp"].shape == (5, 12, 12)
     assert ev.extras["flow_velocity"].shape == (5, 16, 16, 2)

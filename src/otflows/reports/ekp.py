@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib.ticker import LogFormatterSciNotation, LogLocator, NullFormatter
 
 from otflows.data.toy import sample_toy
 from otflows.reports.common import load_runs, plt, save_figure
@@ -26,13 +27,22 @@ def _toy_name(run: dict) -> str:
     return run["experiment"].removeprefix("toy-")
 
 
-def _logp_image(ax: plt.Axes, gx: np.ndarray, gy: np.ndarray, logp: np.ndarray) -> None:
-    top = np.nanmax(logp[np.isfinite(logp)])
-    ax.pcolormesh(gx, gy, np.clip(logp, top - EKP_LOGP_RANGE, top), cmap="viridis",
-                  shading="auto", rasterized=True)
-    ax.set_xticks([])
-    ax.set_yticks([])
+def _logp_image(ax: plt.Axes, gx: np.ndarray, gy: np.ndarray, logp: np.ndarray,
+                top: float | None = None) -> object:
+    """Heat map of log ρ clipped to [top − EKP_LOGP_RANGE, top] (top: its maximum if None)."""
+    if top is None:
+        top = float(np.nanmax(logp[np.isfinite(logp)]))
+    image = ax.pcolormesh(gx, gy, np.clip(logp, top - EKP_LOGP_RANGE, top), cmap="viridis",
+                          vmin=top - EKP_LOGP_RANGE, vmax=top, shading="auto",
+                          rasterized=True)
+    _axis_ticks(ax)
+    return image
+
+
+def _axis_ticks(ax: plt.Axes) -> None:
     ax.set_aspect("equal")
+    ax.locator_params(nbins=4)
+    ax.tick_params(labelsize=7)
 
 
 def _histogram_logp(name: str, gx: np.ndarray, gy: np.ndarray) -> np.ndarray:
@@ -55,21 +65,28 @@ def figure_ekp_densities(inputs: list[Path], out: Path) -> None:
     if not runs:
         raise ValueError(f"ekp-densities: none of {inputs} holds grid_logp; evaluate the EKP "
                          f"runs with a density grid")
-    fig, axes = plt.subplots(3, len(runs), figsize=(2.4 * len(runs), 7.4), squeeze=False)
+    fig, axes = plt.subplots(3, len(runs), figsize=(2.6 * len(runs) + 1.2, 8.2),
+                             squeeze=False, layout="constrained")
+    images = [None, None, None]
     for j, run in enumerate(runs):
         gx, gy = run["grid_x"], run["grid_y"]
-        _logp_image(axes[0, j], gx, gy, _histogram_logp(_toy_name(run), gx, gy))
+        true = _histogram_logp(_toy_name(run), gx, gy)
+        # Both density rows share the true density's colour scale (top: its maximum).
+        top = float(np.nanmax(true[np.isfinite(true)]))
+        images[0] = _logp_image(axes[0, j], gx, gy, true, top)
         axes[0, j].set_title(_toy_name(run))
-        _logp_image(axes[1, j], gx, gy, run["grid_logp"])
+        images[1] = _logp_image(axes[1, j], gx, gy, run["grid_logp"], top)
         x = run["samples"]
-        axes[2, j].hist2d(x[:, 0], x[:, 1], bins=120, range=[[gx[0], gx[-1]], [gy[0], gy[-1]]],
-                          cmap="viridis", rasterized=True)
-        axes[2, j].set_xticks([])
-        axes[2, j].set_yticks([])
-        axes[2, j].set_aspect("equal")
+        *_, images[2] = axes[2, j].hist2d(x[:, 0], x[:, 1], bins=60, cmap="viridis",
+                                          range=[[gx[0], gx[-1]], [gy[0], gy[-1]]],
+                                          rasterized=True)
+        _axis_ticks(axes[2, j])
+    labels = ("log-density, nats (clipped)", "log-density, nats (clipped)", "samples per bin")
     for i, name in enumerate(("true log-density", "log ρ₀^ε (eq. 17)", "samples")):
         axes[i, 0].set_ylabel(name)
-    fig.suptitle("EKP Fig. 2: true log-density, estimated log-density, generated samples")
+        fig.colorbar(images[i], ax=axes[i, :], shrink=0.85, label=labels[i])
+    fig.suptitle("EKP Fig. 2: true log-density, estimated log-density, generated samples "
+                 f"(colour: top {EKP_LOGP_RANGE:g} nats of each toy)")
     save_figure(fig, out)
 
 
@@ -79,14 +96,19 @@ def figure_ekp_field(inputs: list[Path], out: Path) -> None:
         raise ValueError(f"ekp-field draws one run; got {len(inputs)} inputs")
     run = load_runs(inputs)[0]
     times = run["flow_t"]
-    fig, axes = plt.subplots(1, len(times), figsize=(3.0 * len(times), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(times), figsize=(3.0 * len(times) + 1.0, 3.6),
+                             squeeze=False, layout="constrained")
+    logp = run["flow_logp"]
+    top = float(np.nanmax(logp[np.isfinite(logp)]))  # one colour scale for every t
+    image = None
     for i, t in enumerate(times):
         ax = axes[0, i]
-        _logp_image(ax, run["flow_x"], run["flow_y"], run["flow_logp"][i])
+        image = _logp_image(ax, run["flow_x"], run["flow_y"], logp[i], top)
         v = run["flow_velocity"][i]
         ax.quiver(run["flow_arrow_x"], run["flow_arrow_y"], v[..., 0], v[..., 1],
                   color="black", angles="xy", width=0.004)
         ax.set_title(f"t = {t:g}")
+    fig.colorbar(image, ax=axes[0, :], shrink=0.9, label="log ρ_t, nats (clipped)")
     fig.suptitle(f"EKP Fig. 1 ({_toy_name(run)}): v_t over log ρ_t, data at t = 0, "
                  f"N(0, I) at t = 1")
     save_figure(fig, out)
@@ -114,7 +136,8 @@ def figure_ekp_interpolation(inputs: list[Path], out: Path) -> None:
     rows = (("W₂ geodesic", lambda t: w2_geodesic_covariance(sigma0, sigma1, t)),
             (f"entropic, ε = {eps:g}",
              lambda t: entropic_interpolation_covariance(sigma0, sigma1, t, eps)))
-    fig, axes = plt.subplots(2, len(times), figsize=(2.4 * len(times), 5.0), squeeze=False)
+    fig, axes = plt.subplots(2, len(times), figsize=(2.4 * len(times), 5.4), squeeze=False,
+                             layout="constrained")
     for i, (label, cov) in enumerate(rows):
         for j, t in enumerate(times):
             ax = axes[i, j]
@@ -123,9 +146,7 @@ def figure_ekp_interpolation(inputs: list[Path], out: Path) -> None:
             ax.scatter(x[:, 0], x[:, 1], s=1, alpha=0.3, color=f"C{i}", rasterized=True)
             ax.set_xlim(-5, 5)
             ax.set_ylim(-5, 5)
-            ax.set_aspect("equal")
-            ax.set_xticks([])
-            ax.set_yticks([])
+            _axis_ticks(ax)
             if i == 0:
                 ax.set_title(f"t = {t:.1f}")
         axes[i, 0].set_ylabel(label)
@@ -136,21 +157,25 @@ def figure_ekp_interpolation(inputs: list[Path], out: Path) -> None:
 def figure_ekp_training(inputs: list[Path], out: Path) -> None:
     """EKP training (Algorithm 1), per toy: the dual D_ε (eq. 12, at the best additive
     constant) and the residual ‖ϕ^(c,ε) − ψ‖ in L²(N(0, I)), raw and centred."""
-    fig, axes = plt.subplots(1, 3, figsize=(14, 3.8))
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4), layout="constrained")
     for i, path in enumerate(inputs):
         hist = pd.read_csv(path)
         label = path.stem.removeprefix("toy-")
         axes[0].plot(hist["step"], hist["dual"], color=f"C{i}", label=label)
         axes[1].plot(hist["step"], hist["residual_centred"], color=f"C{i}")
         axes[2].plot(hist["step"], hist["residual"], color=f"C{i}")
-    axes[0].set_title("dual D_ε (eq. 12), batch estimate")
-    axes[0].set_yscale("symlog")
-    axes[1].set_title("‖ϕ^(c,ε) − ψ‖ centred (constant removed)")
-    axes[1].set_yscale("log")
-    axes[2].set_title("‖ϕ^(c,ε) − ψ‖ raw")
-    axes[2].set_yscale("log")
+    axes[0].set_title("dual D_ε (eq. 12), batch estimate", fontsize=10)
+    axes[1].set_title("‖ϕ^(c,ε) − ψ‖ centred (constant removed)", fontsize=10)
+    axes[2].set_title("‖ϕ^(c,ε) − ψ‖ raw", fontsize=10)
+    for ax in axes[1:]:
+        # Labelled ticks at 1, 2, 5 × 10^k: a log axis spanning under a decade keeps labels.
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0)))
+        ax.yaxis.set_major_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+        ax.yaxis.set_minor_formatter(NullFormatter())
     for ax in axes:
         ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
     fig.suptitle("EKP training (Algorithm 1)")
     save_figure(fig, out)

@@ -29,6 +29,7 @@ class EKPConfig:
     rk4_steps: int = spec()  # > 0: fixed-step RK4 with this many steps instead of dopri5
     nll_points: int = spec()  # test points scored by the CNF likelihood (0: all)
     norm_grid: int = spec(min=1)  # grid points per axis normalising eq. (17) in 2-D
+    mass_grid: int = spec(min=2)  # grid points per axis of the CNF density's mass check
     field_grid: int = spec(min=1)  # grid points per axis of the Fig. 1 heat maps
 
     @classmethod

@@ -111,8 +111,8 @@ def sample_flow(flow: EKPFlow, z: Tensor, rtol: float, atol: float,
                 rk4_steps: int = 0) -> FlowSamples:
     """Integrate z ``[n, d]`` ~ N(0, I) from t = 1 back to t = 0 with dopri5 (App. D).
 
-    rk4_steps > 0 integrates with that many fixed RK4 steps instead: dopri5's step control
-    chatters where the MC field of ReLU potentials is discontinuous (a cost without bound).
+    rk4_steps > 0 integrates with that many fixed RK4 steps instead (a bounded cost; with
+    ReLU potentials the MC field was discontinuous and dopri5's step control chattered).
     """
     d = z.shape[1]
 
@@ -131,7 +131,8 @@ def cnf_log_likelihood(flow: EKPFlow, x: Tensor, rtol: float, atol: float,
     """log ρ_0(x) by the CNF change of variables (eq. 8), nats: x ``[n, d]`` → ``[n]``.
 
     Integrates (x_t, ℓ_t) from t = 0 to 1 with dx/dt = v_t, dℓ/dt = ∇·v_t (exact), then
-    log ρ_0(x) = log N(x_1; 0, I) + ℓ_1; dopri5, or rk4_steps fixed RK4 steps.
+    log ρ_0(x) = log N(x_1; 0, I) + ℓ_1; dopri5, or rk4_steps fixed RK4 steps. The exact
+    divergence is the true one only for a C¹ field: smooth potentials (``potentials.py``).
     """
     d = x.shape[1]
 
