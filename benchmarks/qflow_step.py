@@ -26,7 +26,8 @@ def _trainer(d: int, batch: int, width: int):
     cfg = {"task": "pair", "width": width, "n_layers": 2, "K": 4, "S": 3, "gamma": 0.05,
            "lr": 1e-3, "refine_lr": 3e-4, "batch_size": batch, "init_iters": 0, "tot": 1,
            "E": 50, "E0": 0, "E_in": 1, "clf_width": 64, "clf_lr": 1e-3, "dre": False,
-           "baselines": False, "ratio_width": 1, "ratio_intervals": 1, "ratio_iters": 0,
+           "baselines": False, "ratio_width": 1, "ratio_head": "mlp", "ratio_intervals": 1,
+           "ratio_iters": 0,
            "ratio_lr": 1.0, "field_grid": 0, "dtype": "float32"}
     train, q = rng.standard_normal((n, d)) + 1.0, rng.standard_normal((n, d))
     return make_trainer(cfg, train, 0, torch.device("cpu"),

@@ -9,10 +9,12 @@ import torch
 from otflows.metrics.ratio import (
     Classifier,
     MultiHeadClassifier,
+    QuadraticHeads,
     TimeClassifier,
     linear_waymarks,
     logistic_loss,
     ratio_errors,
+    time_score_loss,
 )
 
 
@@ -61,3 +63,44 @@ def test_ratio_errors():
     assert e == {"mae": pytest.approx(4 / 3), "max_error": 3.0}
     with pytest.raises(ValueError, match="shapes"):
         ratio_errors(np.zeros(2), np.zeros(3))
+
+
+def test_quadratic_heads_are_quadratic_forms_and_the_time_net_agrees_at_midpoints():
+    torch.manual_seed(0)
+    q = QuadraticHeads(3, 2)
+    with torch.no_grad():
+        for p in q.parameters():
+            p.normal_()
+    x = torch.randn(7, 3)
+    want = torch.stack([(x @ q.a[j] * x).sum(1) + x @ q.w[j] + q.b[j] for j in range(2)], 1)
+    assert torch.allclose(q(x), want, atol=1e-5)
+    net = TimeClassifier(3, 8, head="quadratic")
+    with torch.no_grad():
+        for p in net.parameters():
+            p.normal_()
+    grid = torch.linspace(0, 1, 5)
+    mids = 0.5 * (grid[1:] + grid[:-1])
+    logits = net.interval_logits(x, grid)
+    assert torch.allclose(logits[1], net(x, mids[1].item()), atol=1e-4)
+    with pytest.raises(ValueError, match="ratio head"):
+        Classifier(3, 8, head="cubic")
+
+
+def test_time_score_matching_recovers_a_gaussian_log_ratio():
+    # DRE-∞ (Choi et al. 2022): P = N(0, 1), Q = N(1, 1) on the interpolant
+    # x_t = √(1 − t²) x_p + t x_q; log p − log q = −∫₀¹ s(x, t) dt = 0.5 − x.
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    net = TimeClassifier(1, 32, head="quadratic")
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(1500):
+        xp = torch.randn(512, 1, generator=gen)
+        xq = torch.randn(512, 1, generator=gen) + 1.0
+        loss = time_score_loss(net, xp, xq, torch.rand(512, generator=gen))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    x = torch.linspace(-1.5, 2.5, 41)[:, None]
+    fine = torch.linspace(0, 1, 33)
+    est = -net.interval_logits(x, fine).mean(0).detach()
+    assert (est - (0.5 - x[:, 0])).abs().mean() < 0.15

@@ -23,7 +23,13 @@ Implemented here:
   intervals, interval logit h_k r(x, s_k) at the midpoint s_k; then
   log p(x) − log q(x) = −∫₀¹ r(x, s) ds;
 * the DRE baselines of §4.2-4.3: one classifier between P and Q ("1 ratio"), TRE over TRE's
-  linear-combination waymarks, and TRE over Q-flow's own bridge (one head per interval).
+  linear-combination waymarks, TRE over Q-flow's own bridge (one head per interval), and
+  DRE-∞ (Choi et al. 2022): a time score s(x, t) fitted by time score matching on TRE's
+  interpolant (the paper runs DRE-∞ and TRE on the same interpolant, §4.2), then
+  log p − log q = −∫₀¹ s dt (midpoint rule, 32 nodes);
+* every DRE net's logit family is ``ratio_head``: a SiLU MLP, or quadratic forms (TRE's heads
+  for Gaussian problems); the initial flow is kept frozen (``f_initial``) so that its cost and
+  MMD² are scored on the evaluation points beside the refined flow's (claim Q3).
 
 What the missing appendices would have fixed, and our choices (documented once here):
 an Algorithm-1 "epoch" is one minibatch step (the harness counts steps); the grid is uniform;

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from otflows.methods.base import DTYPES, config_from_dict, spec
+from otflows.metrics.ratio import HEADS
 
 __all__ = ["PHASES", "TASKS", "QFlowConfig"]
 
 TASKS = ("toy", "pair")
 """``toy``: P = N(0, I), Q = the toy samples; ``pair``: P and Q two sample sets."""
 
-PHASES = ("init", "refine", "ratio", "one_ratio", "tre_linear", "tre_qflow")
+PHASES = ("init", "refine", "ratio", "one_ratio", "tre_linear", "tre_qflow", "dre_inf")
 """Training phases in order; each ``train_step`` runs one step of one phase."""
 
 
@@ -37,8 +38,9 @@ class QFlowConfig:
     clf_width: int = spec(min=1)  # hidden units of r₁, r̃₀ and of the baselines' classifiers
     clf_lr: float = spec(gt=0)  # Adam, classifiers
     dre: bool = spec()  # train the Q-flow-ratio net (§4.1)
-    baselines: bool = spec()  # with dre: also the three DRE baselines (1 ratio, TRE ×2)
+    baselines: bool = spec()  # with dre: also the DRE baselines (1 ratio, TRE ×2, DRE-∞)
     ratio_width: int = spec(min=1)  # hidden units of r(x, s)
+    ratio_head: str = spec(choices=HEADS)  # "mlp" | "quadratic": every DRE net's logit family
     ratio_intervals: int = spec(min=1)  # L, intervals of the ratio grid (and of both TREs)
     ratio_iters: int = spec(min=0)  # Adam steps of the ratio net (and of each baseline)
     ratio_lr: float = spec(gt=0)  # Adam, ratio net and baselines
@@ -59,4 +61,4 @@ class QFlowConfig:
         n = self.ratio_iters if self.dre else 0
         b = n if self.baselines else 0
         return {"init": self.init_iters, "refine": 2 * self.tot * self.E, "ratio": n,
-                "one_ratio": b, "tre_linear": b, "tre_qflow": b}
+                "one_ratio": b, "tre_linear": b, "tre_qflow": b, "dre_inf": b}

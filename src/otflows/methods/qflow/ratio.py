@@ -31,25 +31,33 @@ from otflows.metrics.ratio import (
     TimeClassifier,
     linear_waymarks,
     logistic_loss,
+    time_score_loss,
 )
 
-__all__ = ["DRE_METHODS", "Bridge", "build_ratio_nets", "log_ratio", "ratio_loss"]
+__all__ = ["DRE_INF_NODES", "DRE_METHODS", "Bridge", "build_ratio_nets", "log_ratio", "ratio_loss"]
 
 DRE_METHODS = {"qflow_ratio": "Ours (Q-flow-ratio)", "one_ratio": "1 ratio",
-               "tre_linear": "TRE (linear waymarks)", "tre_qflow": "TRE on Q-flow path"}
+               "tre_linear": "TRE (linear waymarks)", "tre_qflow": "TRE on Q-flow path",
+               "dre_inf": "DRE-∞"}
 """The DRE methods by key (their metric prefix) and display name."""
+
+
+DRE_INF_NODES = 32
+"""Midpoints of DRE-∞'s quadrature of −∫₀¹ s(x, t) dt (Choi et al. solve it as an ODE)."""
 
 
 def build_ratio_nets(cfg: QFlowConfig, d: int) -> dict[str, nn.Module]:
     """The networks ``dre`` trains, by key of :data:`DRE_METHODS` (none without ``dre``)."""
     if not cfg.dre:
         return {}
-    nets: dict[str, nn.Module] = {"qflow_ratio": TimeClassifier(d, cfg.ratio_width)}
+    head = cfg.ratio_head
+    nets: dict[str, nn.Module] = {"qflow_ratio": TimeClassifier(d, cfg.ratio_width, head=head)}
     if cfg.baselines:
         L = cfg.ratio_intervals
-        nets.update({"one_ratio": Classifier(d, cfg.clf_width),
-                     "tre_linear": MultiHeadClassifier(d, cfg.clf_width, L),
-                     "tre_qflow": MultiHeadClassifier(d, cfg.clf_width, L)})
+        nets.update({"one_ratio": Classifier(d, cfg.clf_width, head=head),
+                     "tre_linear": MultiHeadClassifier(d, cfg.clf_width, L, head=head),
+                     "tre_qflow": MultiHeadClassifier(d, cfg.clf_width, L, head=head),
+                     "dre_inf": TimeClassifier(d, cfg.ratio_width, head=head)})
     return nets
 
 
@@ -104,6 +112,10 @@ def ratio_loss(name: str, net: nn.Module, bridge: Bridge, sampler: PairSampler,
         return torch.stack(losses).mean()
     if name == "one_ratio":
         return logistic_loss(net(sampler.batch("p")), net(sampler.batch("q")))
+    if name == "dre_inf":
+        x_p = sampler.batch("p")
+        t = torch.rand(x_p.shape[0], generator=sampler.generator, dtype=torch.float64)
+        return time_score_loss(net, x_p, sampler.batch("q"), t.to(x_p.device, x_p.dtype))
     if name == "tre_linear":
         alphas = torch.linspace(0.0, 1.0, L + 1, dtype=sampler.x_q.dtype)
         states = list(linear_waymarks(sampler.batch("p"), sampler.batch("q"), alphas))
@@ -119,4 +131,7 @@ def log_ratio(name: str, net: nn.Module, x: Tensor, grid: Tensor) -> Tensor:
         return net.log_ratio(x, grid)
     if name == "one_ratio":
         return -net(x)
+    if name == "dre_inf":  # −∫₀¹ s(x, t) dt, midpoint rule on DRE_INF_NODES intervals
+        fine = torch.linspace(0.0, 1.0, DRE_INF_NODES + 1, dtype=x.dtype, device=x.device)
+        return -net.interval_logits(x, fine).mean(0)
     return net.log_ratio(x)

@@ -31,11 +31,12 @@ from otflows.methods.qflow.flow import (
 from otflows.methods.qflow.ratio import Bridge, build_ratio_nets, log_ratio, ratio_loss
 from otflows.methods.qflow.refine import refine_step
 from otflows.methods.qflow.samples import PairSampler, as_points
+from otflows.metrics.mmd import mmd2_unbiased
 from otflows.metrics.ratio import Classifier
 
 __all__ = ["QFlowTrainer", "make_trainer"]
 
-_STATE_FORMAT = "otflows.qflow/1"
+_STATE_FORMAT = "otflows.qflow/2"  # 2: + f_initial, dre_inf
 
 
 class QFlowTrainer:
@@ -75,6 +76,8 @@ class QFlowTrainer:
         """Networks, optimisers and grids (under the seeded RNG of ``__init__``)."""
         device = self.device
         self.f = VelocityNet(self.d, cfg.width, cfg.n_layers).to(device, self.dtype)
+        # the initial flow (§3.3), frozen when its phase ends: Q3 compares its pushforward
+        self.f_initial = copy.deepcopy(self.f).requires_grad_(False)
         self.r1 = Classifier(self.d, cfg.clf_width).to(device, self.dtype)  # log(q/p₁), eq. (5)
         self.r0 = Classifier(self.d, cfg.clf_width).to(device, self.dtype)  # log(p/q₀), eq. (8)
         self.opt_f = torch.optim.Adam(self.f.parameters(),
@@ -151,13 +154,18 @@ class QFlowTrainer:
             for group in self.opt_f.param_groups:
                 group["lr"] = self.cfg.refine_lr
             self.initial_cost = self.cost_of(self.sampler.batch("p", self.eval_batch))
+            self.f_initial.load_state_dict(self.f.state_dict())
         logs["phase"] = float(PHASES.index(name))
         return logs
 
     # ------------------------------------------------------------------ state
     def networks(self) -> dict[str, nn.Module]:
-        """Every network by name: f, r1, r0 and the DRE nets of :data:`DRE_METHODS`."""
+        """Every trained network by name: f, r1, r0 and the DRE nets of :data:`DRE_METHODS`."""
         return {"f": self.f, "r1": self.r1, "r0": self.r0, **self.nets}
+
+    def _modules(self) -> dict[str, nn.Module]:
+        """What a checkpoint holds: the networks and the frozen initial flow."""
+        return {**self.networks(), "f_initial": self.f_initial}
 
     def _optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"f": self.opt_f, "r1": self.opt_r1, "r0": self.opt_r0, **self.opts}
@@ -167,7 +175,7 @@ class QFlowTrainer:
         return copy.deepcopy({
             "format": _STATE_FORMAT, "step_index": self.step_index,
             "initial_cost": self.initial_cost,
-            "modules": {k: m.state_dict() for k, m in self.networks().items()},
+            "modules": {k: m.state_dict() for k, m in self._modules().items()},
             "optimizers": {k: o.state_dict() for k, o in self._optimizers().items()},
             "generator": self.generator.get_state()})
 
@@ -176,11 +184,11 @@ class QFlowTrainer:
         if not isinstance(state, dict) or state.get("format") != _STATE_FORMAT:
             raise ValueError(f"not a Q-flow trainer state (expected format {_STATE_FORMAT!r})")
         step = int(state["step_index"])
-        if not 0 <= step <= self.n_steps or set(state["modules"]) != set(self.networks()):
+        if not 0 <= step <= self.n_steps or set(state["modules"]) != set(self._modules()):
             raise ValueError(f"state (step {step}, modules {sorted(state['modules'])}) does not "
                              f"fit this config ({self.n_steps} steps): another config's "
                              f"checkpoint")
-        for k, m in self.networks().items():
+        for k, m in self._modules().items():
             m.load_state_dict(state["modules"][k])
         for k, o in self._optimizers().items():
             o.load_state_dict(state["optimizers"][k])
@@ -272,7 +280,16 @@ class QFlowTrainer:
             "n_parameters": float(self.n_parameters()),
         }
         if math.isfinite(self.initial_cost):  # absent without an initial-flow phase
-            metrics["transport_cost_initial"] = self.initial_cost
+            # Q3: the initial flow (§3.3) scored on the same points as the refined one: its
+            # cost (7), and the MMD² to the Q test samples of both pushforwards
+            parts = [grid_path(self.f_initial, b, self.grid, cfg.S) for b in self._batches(src)]
+            init_states = [torch.cat([p[k] for p in parts]) for k in range(cfg.K + 1)]
+            metrics["transport_cost_initial"] = float(path_cost(init_states, self.grid))
+            metrics["transport_cost_initial_train"] = self.initial_cost
+            if len(test) >= 2:  # kernel exp(−‖x−y‖²/d): exp(−‖x−y‖²) underflows at d ≥ 40
+                y = np.asarray(test, dtype=np.float64)
+                for key, x in (("mmd2_pushforward", x1), ("mmd2_initial", init_states[-1])):
+                    metrics[key] = mmd2_unbiased(x.double().cpu().numpy(), y, 1.0 / self.d)
         m = min(len(src), len(tgt), 1000)
         metrics["ot_cost_assignment"] = assignment_w2(src[:m].double().cpu().numpy(),
                                                       tgt[:m].double().cpu().numpy())

@@ -13,7 +13,8 @@ _QF_PROBLEM_KEYS = ("eval_samples", "n_train", "n_test", "p", "q", "dims", "sour
                     "target", "classifier_iters", "enabled", "datasets", "model",
                     "shrinkage", "nsf_iters", "nsf_transforms", "nsf_hidden")
 # A run config without a ratio net still names every QFlowConfig key.
-_QF_NO_RATIO = {"dre": False, "baselines": False, "ratio_width": 1, "ratio_intervals": 1,
+_QF_NO_RATIO = {"dre": False, "baselines": False, "ratio_width": 1, "ratio_head": "mlp",
+                "ratio_intervals": 1,
                 "ratio_iters": 0, "ratio_lr": 1.0, "field_grid": 0}
 
 
