@@ -13,7 +13,10 @@ with the density following d ln p/dt = −∇²ϕ(x) (eq. 3). The package holds:
 * ``training``: the state both trainers share (potential, Adam, generator, state dict);
 * ``density``: maximum likelihood (eq. 6) on samples (§4.1, MNIST and the 2-D toys);
 * ``ising``: the variational free energy by the reverse KL (eq. 7) for the Ising energy of
-  eq. (8) (§4.2).
+  eq. (8) (§4.2);
+* ``diagnostics``: Hessian eigenvalues of ϕ along paths (RK4 stability), round-trip errors,
+  the condition number of the discrete map;
+* ``maf``: the zuko MAF baseline of Table 1 at default scale (matched parameter count).
 
 ``make_trainer`` picks the trainer by the run config's ``task``.
 """
@@ -33,6 +36,7 @@ from otflows.methods.mongeampere.flow import (
     sample_flow,
 )
 from otflows.methods.mongeampere.ising import IsingConfig, IsingTrainer
+from otflows.methods.mongeampere.maf import MAFConfig, MAFTrainer
 from otflows.methods.mongeampere.potential import (
     FlowPotential,
     PotentialDerivatives,
@@ -47,6 +51,8 @@ __all__ = [
     "FlowPotential",
     "IsingConfig",
     "IsingTrainer",
+    "MAFConfig",
+    "MAFTrainer",
     "PotentialDerivatives",
     "SoftplusPotential",
     "SymmetryGroup",
@@ -60,17 +66,25 @@ __all__ = [
 
 
 def make_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device,
-                 arrays: dict[str, np.ndarray] | None = None) -> DensityTrainer | IsingTrainer:
+                 arrays: dict[str, np.ndarray] | None = None
+                 ) -> DensityTrainer | IsingTrainer | MAFTrainer:
     """The trainer named by ``cfg["task"]``: ``density`` (samples in ``train``; ``arrays``
-    may hold the ``test`` split for the per-epoch curve) or ``ising`` (``train`` is K + aI
-    and ``arrays`` the rest of ``data/processed/ising_L<L>.npz``)."""
+    may hold the ``test`` split for the per-epoch curve and ``test_labels`` for Fig. 3b),
+    ``maf`` (the MAF baseline on the same arrays) or ``ising`` (``train`` is K + aI and
+    ``arrays`` the rest of ``data/processed/ising_L<L>.npz``)."""
     task = cfg.get("task") if isinstance(cfg, dict) else None
     arrays = dict(arrays or {})
     if task == "density":
         lam = float(arrays["logit_lambda"]) if "logit_lambda" in arrays else None
         return DensityTrainer(DensityConfig.from_dict(cfg), train, seed, device,
-                              test=arrays.get("test"), logit_lambda=lam)
+                              test=arrays.get("test"), logit_lambda=lam,
+                              test_labels=arrays.get("test_labels"))
+    if task == "maf":
+        lam = float(arrays["logit_lambda"]) if "logit_lambda" in arrays else None
+        return MAFTrainer(MAFConfig.from_dict(cfg), train, seed, device,
+                          test=arrays.get("test"), logit_lambda=lam)
     if task == "ising":
         problem = IsingProblem.from_arrays({**arrays, "train": train})
         return IsingTrainer(IsingConfig.from_dict(cfg), problem, seed, device)
-    raise ValueError(f"Monge-Ampère config: task={task!r}; expected 'density' or 'ising'")
+    raise ValueError(f"Monge-Ampère config: task={task!r}; expected 'density', 'maf' or "
+                     "'ising'")

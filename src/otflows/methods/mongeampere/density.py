@@ -17,6 +17,11 @@ from torch import Tensor
 
 from otflows.data.mnist import bits_per_dim_from_logit_nll, inverse_logit_transform
 from otflows.methods.base import DTYPES, Evaluation, checked_tensor, config_from_dict, spec
+from otflows.methods.mongeampere.diagnostics import (
+    map_condition_number,
+    path_eigenvalue_range,
+    roundtrip_errors,
+)
 from otflows.methods.mongeampere.flow import integrate, negative_log_likelihood, sample_flow
 from otflows.methods.mongeampere.training import PotentialTrainer
 
@@ -50,14 +55,16 @@ class DensityTrainer(PotentialTrainer):
     ``monitor`` > 0 scores that many examples of ``test`` after every epoch, for the train
     and test NLL curves of Fig. 3a (the train value is the epoch's running mean). With
     ``logit_lambda`` the data are images in logit space y = logit(λ + (1 − 2λ)x): the NLL
-    stays in logit space (the paper's convention) and bits/dim in pixel space is added.
+    stays in logit space (the paper's convention) and bits/dim in pixel space is added;
+    ``test_labels`` (classes of ``test``) pick one test image per class for Fig. 3b.
     """
 
     cfg: DensityConfig
 
     def __init__(self, cfg: DensityConfig, train: np.ndarray, seed: int,
                  device: torch.device, test: np.ndarray | None = None,
-                 logit_lambda: float | None = None) -> None:
+                 logit_lambda: float | None = None,
+                 test_labels: np.ndarray | None = None) -> None:
         arr = np.asarray(train)
         if arr.ndim != 2 or arr.shape[0] == 0:
             raise ValueError(f"train has shape {arr.shape}; expected [n, d] with n >= 1")
@@ -65,6 +72,7 @@ class DensityTrainer(PotentialTrainer):
         self.train = checked_tensor(arr, "train", self.dtype, self.device)
         self.d = self.train.shape[1]
         self.logit_lambda = logit_lambda  # set: images in logit space (MNIST, §4.1)
+        self.test_labels = None if test_labels is None else np.asarray(test_labels)
         self.monitor_set = (None if test is None or cfg.monitor == 0 else checked_tensor(
             np.asarray(test)[: cfg.monitor], "test", self.dtype, self.device, self.d))
         self.steps_per_epoch = -(-self.train.shape[0] // cfg.batch_size)
@@ -167,13 +175,12 @@ class DensityTrainer(PotentialTrainer):
     @torch.no_grad()
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
         """Test NLL (nats, mean and standard error; again at ε/2 as a discretisation check),
-        transport cost ∫‖∇ϕ‖²dt, inversion error ‖F(F⁻¹(x)) − x‖ of reverse-then-forward
-        integration (large when the learned flow contracts strongly: the generative
-        direction then amplifies every rounding error), and ``n_samples`` samples."""
+        transport cost ∫‖∇ϕ‖²dt, the stability and inversion diagnostics of
+        :meth:`stability_metrics`, and ``n_samples`` samples."""
         x = checked_tensor(test, "test", self.dtype, self.device, self.d)
         if x.shape[0] < 1:
             raise ValueError("evaluate: the test split is empty")
-        nll, fine, kin, back = [], [], [], []
+        nll, fine, kin = [], [], []
         for b in self._batches(x):
             value, out = negative_log_likelihood(self.potential, b, self.cfg.epsilon,
                                                  self.cfg.steps, kinetic=True)
@@ -182,9 +189,6 @@ class DensityTrainer(PotentialTrainer):
             # Discretisation check: the same NLL with half the step and twice the steps.
             fine.append(negative_log_likelihood(self.potential, b, 0.5 * self.cfg.epsilon,
                                                 2 * self.cfg.steps)[0].double())
-            if sum(t.shape[0] for t in back) < 1000:
-                fwd = integrate(self.potential, out.x, self.cfg.epsilon, self.cfg.steps).x
-                back.append((fwd - b).norm(dim=1).double())
         nll_t = torch.cat(nll)
         nll_fine = torch.cat(fine).mean().item()
         metrics = {
@@ -192,10 +196,10 @@ class DensityTrainer(PotentialTrainer):
             "nll_nats_stderr": (nll_t.std() / math.sqrt(len(nll_t))).item()
             if len(nll_t) > 1 else 0.0,
             "transport_cost": torch.cat(kin).mean().item(),
-            "inversion_error": torch.cat(back).mean().item(),
             "n_parameters": float(self.n_parameters()),
             "flow_time": self.cfg.epsilon * self.cfg.steps,
             "nll_nats_half_step": nll_fine,
+            **self.stability_metrics(x, seed),
         }
         extras: dict[str, np.ndarray] = {}
         if self.curve:
@@ -206,6 +210,53 @@ class DensityTrainer(PotentialTrainer):
             extras.update(self._image_extras(np.asarray(test), samples))
         return Evaluation(metrics=metrics, samples=samples, extras=extras)
 
+    @torch.no_grad()
+    def stability_metrics(self, x: Tensor, seed: int, n_paths: int = 100,
+                          n_condition: int = 2) -> dict[str, float]:
+        """RK4 stability and invertibility at the trained step (§3), on test data x.
+
+        ``h_lambda_max``: ε·λmax of the Hessian of ϕ over the RK4 step points of the paths
+        of ``n_paths`` test points (fewer when the paths have more than 64 steps: at most
+        6,400 states, each one exact eigenvalue problem); data → latent contracts along
+        λ > 0: stable while below 2.785. ``h_lambda_min_abs``: ε·|λmin| (the same for
+        latent → data). Round trips at n and 2n steps (same T):
+        ``roundtrip_base_data_base_*`` from ``n_paths`` seeded N(0, I) samples,
+        ``roundtrip_data_base_data_*`` from the test points (``inversion_error`` is the
+        latter's mean L2 at n steps); max |Δ| and mean L2 norm each. The condition number
+        of the data → latent map at the first ``n_condition`` points.
+        """
+        eps, n = self.cfg.epsilon, self.cfg.steps
+        pts = x[:n_paths]
+        lo, hi = path_eigenvalue_range(self.potential, pts[: max(8, 6400 // (n + 1))], eps, n)
+        gen = torch.Generator(device="cpu")
+        gen.manual_seed(int(seed))
+        z = torch.randn(pts.shape[0], self.d, generator=gen, dtype=torch.float64)
+        z = z.to(self.device, self.dtype)
+        out = {"rk4_steps": float(n), "hessian_lambda_max": hi, "hessian_lambda_min": lo,
+               "h_lambda_max": eps * hi, "h_lambda_min_abs": eps * abs(lo)}
+        for k in (n, 2 * n):
+            for start, pts_k, name in (("base", z, "base_data_base"),
+                                       ("data", pts, "data_base_data")):
+                err = roundtrip_errors(self.potential, pts_k, eps * n / k, k, start)
+                out[f"roundtrip_{name}_max_abs_rk4_{k}"] = err["max_abs"]
+                out[f"roundtrip_{name}_mean_l2_rk4_{k}"] = err["mean_l2"]
+        out["inversion_error"] = out[f"roundtrip_data_base_data_mean_l2_rk4_{n}"]
+        with torch.enable_grad():
+            cond = map_condition_number(self.potential, x[:n_condition], eps, n)
+        out[f"condition_number_data_base_max_rk4_{n}"] = cond.max().item()
+        out[f"condition_number_data_base_min_rk4_{n}"] = cond.min().item()
+        return out
+
+    def figure_images(self, n_test: int, n: int) -> np.ndarray:
+        """Indices (into a test split of ``n_test``) of the test images of Fig. 3b: the first
+        test image of each class in ascending class order when labels are known (up to
+        ``n``), else a seeded random choice of ``n``."""
+        if self.test_labels is not None:
+            classes = np.unique(self.test_labels)[:n]
+            return np.array([int(np.flatnonzero(self.test_labels == c)[0]) for c in classes])
+        rng = np.random.default_rng(0)
+        return np.sort(rng.choice(n_test, size=min(n, n_test), replace=False))
+
     def _image_metrics(self, test: np.ndarray, nll: np.ndarray) -> dict[str, float]:
         """Bits/dim in pixel space from the logit-space NLL (exact logit Jacobian)."""
         lam = self.logit_lambda
@@ -213,12 +264,16 @@ class DensityTrainer(PotentialTrainer):
         bpd = bits_per_dim_from_logit_nll(nll, pixels, lam)
         return {"bpd": float(bpd.mean()), "logit_lambda": float(lam)}
 
-    def _image_extras(self, test: np.ndarray, samples: np.ndarray, n_images: int = 8,
+    def _image_extras(self, test: np.ndarray, samples: np.ndarray, n_images: int = 10,
                       n_frames: int = 9) -> dict[str, np.ndarray]:
-        """Fig. 3b: test images flowing to N(0, I) ``[frames, images, d]`` (pixel scale for
-        the data end, raw latent values elsewhere), and generated images in (0, 1)."""
+        """Fig. 3b: one test image per class (:meth:`figure_images`) flowing to N(0, I)
+        ``[frames, images, d]`` (pixel scale for the data end, raw latent values elsewhere),
+        their indices and labels (−1: unknown), and generated images in (0, 1)."""
         lam = self.logit_lambda
-        path = self.flow_path(test[:n_images], n_frames)
-        return {"flow_path": path,
+        idx = self.figure_images(test.shape[0], n_images)
+        labels = (self.test_labels[idx] if self.test_labels is not None
+                  else np.full(len(idx), -1))
+        path = self.flow_path(test[idx], n_frames)
+        return {"flow_path": path, "flow_index": idx, "flow_labels": labels,
                 "flow_pixels": np.clip(inverse_logit_transform(path, lam), 0.0, 1.0),
                 "sample_pixels": np.clip(inverse_logit_transform(samples[:16], lam), 0, 1)}
