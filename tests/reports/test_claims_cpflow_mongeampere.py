@@ -1,4 +1,4 @@
-"""CP-Flow claims C1–C6 and Monge-Ampère claims M1–M5 judged on fabricated metrics (and tiny
+"""CP-Flow claims C1–C10 and Monge-Ampère claims M1–M5 judged on fabricated metrics (and tiny
 samples files): each claim reproduces, fails, or is ``not run`` with the reason."""
 
 from __future__ import annotations
@@ -35,7 +35,8 @@ def test_ids_and_scopes():
     cp = {c.id: c.scope for c in cpflow.CLAIMS}
     ma = {c.id: c.scope for c in mongeampere.CLAIMS}
     assert cp == {"C1": "default", "C2": "default", "C3": "default", "C4": "default",
-                  "C5": "data", "C6": "paper"}
+                  "C5": "data", "C6": "paper", "C7": "data", "C8": "data", "C9": "data",
+                  "C10": "data"}
     assert ma == {"M1": "default", "M2": "paper", "M3": "default", "M4": "default",
                   "M5": "default"}
     ids = [c.id for c in cpflow.CLAIMS + mongeampere.CLAIMS]
@@ -156,6 +157,21 @@ def test_c6():
     assert v.status == NOT_RUN and "cpflow/mnist" in v.note and "paper profile" in v.note
 
 
+# --------------------------------------------------------------------------- C7-C10
+
+@pytest.mark.parametrize(("cid", "exp", "paper"), [("C7", "power", -0.52), ("C8", "gas", -10.36),
+                                                   ("C9", "hepmass", 16.93),
+                                                   ("C10", "bsds300", -154.99)])
+def test_table1_tabular(cid, exp, paper):
+    ok = _judge(cpflow, cid, {(CP, exp): {"nll_nats": paper + 0.4}})
+    assert ok.status == REPRODUCED
+    v = _judge(cpflow, cid, {(CP, exp): {"nll_nats": paper + 0.6}})
+    assert v.status == NOT_REPRODUCED and "+0.600 nats" in v.note
+    v = _judge(cpflow, cid, {(CP, "miniboone"): {"nll_nats": 10.0}})
+    assert v.status == NOT_RUN and f"cpflow/{exp}" in v.note
+    assert "data/raw/" in v.note and "snakemake download_tabular" in v.note
+
+
 # --------------------------------------------------------------------------- M1
 
 def test_m1():
@@ -185,7 +201,7 @@ def test_m2():
 def test_m3():
     ma = {(MA, "mnist5k"): {"nll_nats": 1800.0, "n_parameters": 1e5, "train_seconds": 100.0}}
     v = _judge(mongeampere, "M3", ma)
-    assert v.status == NOT_RUN and "issue 21" in v.note and "maf-mnist5k" in v.note
+    assert v.status == NOT_RUN and "mongeampere.maf" in v.note and "maf-mnist5k" in v.note
     maf = {"nll_nats": 1900.0, "n_parameters": 1.1e5, "train_seconds": 110.0}
     v = _judge(mongeampere, "M3", {**ma, (MA, "maf-mnist5k"): maf})
     assert v.status == REPRODUCED
@@ -229,16 +245,23 @@ def test_m4(tmp_path):
 # --------------------------------------------------------------------------- M5
 
 def test_m5():
-    toys = {(MA, "toy-moons"): {"inversion_error": 1e-7}, (MA, "ising-L8"): {"L": 8.0}}
-    # The inversion half passes on the mean; the max and h·λmax are not measured: not run.
-    v = _judge(mongeampere, "M5", toys)
-    assert v.status == NOT_RUN and "h·λmax" in v.note and "issue 21" in v.note
-    # The mean round trip already exceeds the threshold on the max: not reproduced.
-    v = _judge(mongeampere, "M5", {**toys, (MA, "mnist5k"): {"inversion_error": 208.0}})
-    assert v.status == NOT_REPRODUCED and "mnist5k 208" in v.note
-    assert "lower bound on the max" in v.note
-    v = _judge(mongeampere, "M5", {(MA, "ising-L8"): {"L": 8.0}})
-    assert v.status == NOT_RUN and "no run wrote 'inversion_error'" in v.note
+    def run(err, hl, n=64):
+        return {"rk4_steps": float(n), "h_lambda_max": hl, "inversion_error": 200.0,
+                f"roundtrip_base_data_base_max_abs_rk4_{n}": err,
+                f"roundtrip_base_data_base_max_abs_rk4_{2 * n}": 0.0}
+    toys = {(MA, "toy-moons"): run(1e-7, 0.1, n=20), (MA, "ising-L8"): {"L": 8.0}}
+    v = _judge(mongeampere, "M5", {**toys, (MA, "mnist5k"): run(4e-4, 2.2)})
+    assert v.status == REPRODUCED
+    assert v.measured == "max |Δ| 4.000e-04 (mnist5k); h·λmax 2.2 (mnist5k)"
+    # the round trip at the default step count is read, not the one at 2n
+    v = _judge(mongeampere, "M5", {**toys, (MA, "mnist5k"): run(0.045, 2.2)})
+    assert v.status == NOT_REPRODUCED and "round trip too large on 1/2 runs: mnist5k" in v.note
+    v = _judge(mongeampere, "M5", {**toys, (MA, "mnist5k"): run(4e-4, 3.64)})
+    assert v.status == NOT_REPRODUCED and "unstable step on 1/2 runs: mnist5k" in v.note
+    # the mean data → base → data error of the old metric alone is not the claim: not run
+    v = _judge(mongeampere, "M5", {(MA, "mnist5k"): {"inversion_error": 208.0},
+                                   (MA, "ising-L8"): {"L": 8.0}})
+    assert v.status == NOT_RUN and "h_lambda_max" in v.note
 
 
 @pytest.mark.parametrize("module", [cpflow, mongeampere])

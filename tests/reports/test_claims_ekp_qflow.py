@@ -161,7 +161,8 @@ def _pairs(cost=(1.0, 2.0), mmd=None, drop=()):
     for n in names:
         if n in drop:
             continue
-        m = {"transport_cost": cost[0], "transport_cost_initial": cost[1], "mmd2": 1e-3}
+        m = {"transport_cost": cost[0], "transport_cost_initial": cost[1], "mmd2": 1e-3,
+             qflow.FINAL_MMD_KEY: 1e-3}
         if mmd is not None:
             m[qflow.INITIAL_MMD_KEY] = mmd
         out[("qflow", n)] = m

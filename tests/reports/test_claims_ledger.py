@@ -42,7 +42,9 @@ def test_an_empty_run_leaves_every_claim_not_run_with_a_reason():
     paper = table[table["scope"] == "paper"]
     assert paper["note"].str.contains("config/paper.yaml").all()
     data = table[table["scope"] == "data"]
-    assert data["note"].str.contains("data/raw/miniboone").all()
+    # data claims name the raw file they lack (MINIBOONE; C7-C10: MAF's POWER, GAS, ...)
+    assert data["note"].str.contains("data/raw/").all()
+    assert data["note"].str.contains("data/raw/miniboone").any()
 
 
 def _toy_claims() -> list[Claim]:

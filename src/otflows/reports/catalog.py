@@ -110,10 +110,12 @@ def _jko(config: dict, runs: list[Experiment]) -> list[Report]:
                         "Table 3: MINIBOONE"))
         out.append(_fig("jko_miniboone_iterations", "miniboone-iterations",
                         _samples(jko_mb) + _metrics(jko_mb), cat, "Fig. 5: MMD² per JKO iteration"))
-        fig_runs = [e for e in mb if e.cfg["alpha"] == fig_alpha]
-        if fig_runs:
-            out.append(_fig("jko_miniboone_slices", "miniboone-slices", _samples(fig_runs), cat,
-                            "Fig. 4: MINIBOONE 2-D slices"))
+        for alpha in sorted({float(e.cfg["alpha"]) for e in mb}):
+            # Fig. 4 at figure_alpha; Figs. 17-19 (alpha = 1, 10, 50) and any other alpha
+            tag = "" if alpha == fig_alpha else f"_a{alpha:g}".replace(".", "p")
+            fig_runs = [e for e in mb if e.cfg["alpha"] == alpha]
+            out.append(_fig(f"jko_miniboone_slices{tag}", "miniboone-slices",
+                            _samples(fig_runs), cat, "Figs. 4, 17-19: MINIBOONE 2-D slices"))
     return out
 
 
@@ -140,8 +142,9 @@ def _mongeampere(config: dict, runs: list[Experiment]) -> list[Report]:
     mnist = select_runs(runs, ["mongeampere"], "mongeampere_mnist")
     ising = select_runs(runs, ["mongeampere"], "mongeampere_ising")
     toys = select_runs(runs, ["mongeampere"], "mongeampere_toy")
+    maf = select_runs(runs, ["mongeampere"], "mongeampere_maf")  # Table 1's matched MAF
     if mnist:
-        out += [_tab("mongeampere_mnist", "mongeampere-mnist", _metrics(mnist), cat,
+        out += [_tab("mongeampere_mnist", "mongeampere-mnist", _metrics(mnist + maf), cat,
                      "Table 1: MNIST test NLL"),
                 _fig("mongeampere_nll", "mongeampere-nll", _samples(mnist), cat,
                      "Fig. 3a: NLL per epoch"),
