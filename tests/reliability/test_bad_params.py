@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import math
 import os
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -148,16 +147,6 @@ def test_every_profile_still_validates():
     for extra in ([], ["config/smoke.yaml"], ["config/paper.yaml"],
                   ["config/smoke.yaml", "config/gpu-slice.yaml"]):
         load_params([PROJECT / "params.yaml", *(PROJECT / e for e in extra)], SCHEMA)
-
-
-@pytest.fixture(scope="module")
-def project_copy(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("proj")
-    for name in ("Snakefile", "params.yaml"):
-        shutil.copy(PROJECT / name, root / name)
-    for name in ("rules", "schemas", "config", "report"):
-        shutil.copytree(PROJECT / name, root / name)
-    return root
 
 
 @pytest.mark.parametrize(("override", "expected"), [

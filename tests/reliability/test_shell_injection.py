@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -44,15 +43,6 @@ def test_every_wildcard_is_constrained_globally():
     assert wildcards <= constrained
 
 
-@pytest.fixture(scope="module")
-def project_copy(tmp_path_factory) -> Path:
-    """The project's workflow files in a temp folder (snakemake never runs in the repo)."""
-    root = tmp_path_factory.mktemp("proj")
-    for name in ("Snakefile", "params.yaml"):
-        shutil.copy(PROJECT / name, root / name)
-    for name in ("rules", "schemas", "config", "report"):
-        shutil.copytree(PROJECT / name, root / name)
-    return root
 
 
 HOSTILE = [
