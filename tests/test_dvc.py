@@ -2,8 +2,9 @@
 
 A copy of the project's dvc.yaml and .dvc/config is committed twice with different metrics,
 plots and params; `dvc metrics|params|plots diff HEAD~1 HEAD --json` must show the change.
-A second repo runs the `reproduce` stage, pushes to the local remote, pulls it back and
-checks the documented way back to "nothing to do": `snakemake --touch`.
+The slow test runs the project's own pipeline (smoke profile) through the README's round trip:
+`dvc repro` -> `dvc push` -> fresh `git clone` -> `dvc pull` -> `snakemake --touch` -> nothing
+to do; then a changed smoke-profile key shows in `dvc params diff` and `dvc metrics diff`.
 """
 
 from __future__ import annotations
@@ -17,14 +18,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from ruamel.yaml import YAML  # DVC's own YAML library
 
 PROJECT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-# The spine's sections; every method adds one more (test_stage_params_cover_project_params_yaml
-# checks the full list against params.yaml).
-SECTIONS = ["seed", "device", "data", "tracking", "otflow", "jko"]
-_STAGE_PARAMS = yaml.safe_load((PROJECT / "dvc.yaml").read_text(encoding="utf-8"))[
-    "stages"]["reproduce"]["params"]
 PARAMS = {
     "seed": 0,
     "device": "cpu",
@@ -32,41 +29,18 @@ PARAMS = {
     "tracking": {"uri": "sqlite:///mlflow.db"},
     "otflow": {"alpha": 1.0},
     "jko": {"K": 3},
-    # `dvc repro` requires every section the stage names to exist in params.yaml.
-    **{name: {"x": 1} for name in _STAGE_PARAMS
-       if name not in ("seed", "device", "data", "tracking", "otflow", "jko")},
 }
-SNAKEFILE = """\
-configfile: "params.yaml"
-include: "rules/toy.smk"
-
-rule all:
-    input: "results/checkpoints/otflow/x/model.pt", "results/samples/otflow/x.npz"
-"""
-RULES = """\
-rule prepare_toy:
-    input: "data/raw/toy.txt"
-    output: "data/processed/toy/x.npz"
-    shell: "cp {input} {output}"
-
-rule train_otflow:
-    input: "data/processed/toy/x.npz"
-    output:
-        model="results/checkpoints/otflow/x/model.pt",
-        record="results/records/otflow/x.json",
-    params: section=config["otflow"]
-    shell: "cp {input} {output.model} && echo {{}} > {output.record}"
-
-rule evaluate_otflow:
-    input: "results/checkpoints/otflow/x/model.pt"
-    output: "results/samples/otflow/x.npz"
-    shell: "cp {input} {output}"
-"""
+# The project's tree as the smoke pipeline needs it (as tests/test_pipeline.py copies it).
+COPY = ["Snakefile", "rules", "src", "schemas", "config", "params.yaml", "report", "profiles",
+        "dvc.yaml", ".dvcignore", ".gitignore", "data/raw/.gitkeep"]
+SMOKE = ["--configfile", "config/smoke.yaml"]
+DEFAULT_PROFILE = "  - profile: params.yaml\n"  # the line of dvc.yaml that README says to change
 
 
 def _env() -> dict[str, str]:
     # `dvc repro` runs `snakemake --cores all`: the venv's bin must be on PATH.
-    return {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    return {**env, "PATH": f"{BIN}{os.pathsep}{env.get('PATH', '')}",
             "DVC_NO_ANALYTICS": "1"}  # fmt: skip
 
 
@@ -96,6 +70,26 @@ def _write(path: Path, text: str) -> None:
     path.write_text(text, encoding="utf-8")
 
 
+def _smoke(section: str, key: str):
+    """A value of the project's smoke profile."""
+    smoke = yaml.safe_load((PROJECT / "config" / "smoke.yaml").read_text(encoding="utf-8"))
+    return smoke[section][key]
+
+
+def _set_key(path: Path, section: str, key: str, value: object) -> None:
+    """Change `key` of a top-level `section` of a YAML profile in place (comments kept)."""
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    start = lines.index(f"{section}:\n")
+    for i in range(start + 1, len(lines)):
+        if not lines[i].startswith(" "):
+            break
+        if lines[i].startswith(f"  {key}: "):
+            lines[i] = f"  {key}: {value}\n"
+            path.write_text("".join(lines), encoding="utf-8")
+            return
+    raise AssertionError(f"no {section}.{key} in {path}")
+
+
 def _new_repo(root: Path) -> Path:
     """git init + dvc init, with the project's dvc.yaml, .dvc/config, .dvcignore, .gitignore."""
     _git(root, "init", "-q")
@@ -104,6 +98,7 @@ def _new_repo(root: Path) -> Path:
     _dvc(root, "init", "-q")
     for name in ["dvc.yaml", ".dvc/config", ".dvcignore", ".gitignore"]:
         shutil.copyfile(PROJECT / name, root / name)
+    shutil.copytree(PROJECT / "config", root / "config")  # the profiles dvc.yaml tracks
     _write(root / "params.yaml", yaml.safe_dump(PARAMS))
     # the project's remote is per user (~/.cache/otflows/dvc-remote); a test keeps its own,
     # set as README says for another location (`--local`: this clone only, not committed)
@@ -137,6 +132,8 @@ def two_commits(tmp_path_factory: pytest.TempPathFactory) -> Path:
     _write(claims, ledger(6))
     _write(history, "step,loss,L,C,R\n0,1.0,1,1,1\n1,0.25,1,1,1\n")
     _write(repo / "params.yaml", yaml.safe_dump({**PARAMS, "otflow": {"alpha": 2.0}}))
+    # a profile key: the committed stage runs the default profile, yet the diff shows it
+    _set_key(repo / "config" / "smoke.yaml", "otflow", "iters", _smoke("otflow", "iters") + 10)
     _commit(repo, "second")
     return repo
 
@@ -144,9 +141,14 @@ def two_commits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_dvc_yaml_declares_stage_outs_metrics_plots(two_commits: Path) -> None:
     spec = yaml.safe_load((PROJECT / "dvc.yaml").read_text(encoding="utf-8"))
     stage = spec["stages"]["reproduce"]
-    assert stage["cmd"] == "snakemake --cores all"
+    assert spec["vars"] == [{"profile": "params.yaml"}]  # the default profile
+    assert DEFAULT_PROFILE in (PROJECT / "dvc.yaml").read_text(encoding="utf-8")
+    assert stage["cmd"] == "snakemake --cores all --configfile ${profile}"
     assert set(stage["deps"]) == {"Snakefile", "rules", "src", "schemas", "data/raw"}
-    assert stage["params"][:len(SECTIONS)] == SECTIONS
+    # all of params.yaml and all of the profile run over it
+    assert stage["params"] == [{"params.yaml": None}, {"${profile}": None}]
+    profiles = {f"config/{p.name}" for p in (PROJECT / "config").glob("*.yaml")}
+    assert set(spec["params"]) == {"params.yaml", *profiles}  # every profile, for params diff
     assert stage["outs"] == [
         {"data/processed": {"persist": True}},
         {"results/checkpoints": {"persist": True}},
@@ -162,16 +164,6 @@ def test_dvc_yaml_declares_stage_outs_metrics_plots(two_commits: Path) -> None:
     listed = _dvc(two_commits, "stage", "list")
     assert "reproduce" in listed
     assert "data/processed, results/checkpoints, results/records, results/samples" in listed
-
-
-def test_stage_params_cover_project_params_yaml() -> None:
-    params_yaml = PROJECT / "params.yaml"
-    if not params_yaml.exists():
-        pytest.skip("project params.yaml not written yet")
-    # `run` holds execution details (log/checkpoint cadence) that never change a result.
-    sections = set(yaml.safe_load(params_yaml.read_text(encoding="utf-8"))) - {"run"}
-    stage = yaml.safe_load((PROJECT / "dvc.yaml").read_text(encoding="utf-8"))
-    assert sections == set(stage["stages"]["reproduce"]["params"])
 
 
 def test_default_remote_is_shared_by_every_clone(two_commits: Path) -> None:
@@ -202,7 +194,10 @@ def test_metrics_diff(two_commits: Path) -> None:
 
 def test_params_diff(two_commits: Path) -> None:
     diff = json.loads(_dvc(two_commits, "params", "diff", "HEAD~1", "HEAD", "--json"))
-    assert diff == {"params.yaml": {"otflow.alpha": {"old": 1.0, "new": 2.0, "diff": 1.0}}}
+    assert diff == {"params.yaml": {"otflow.alpha": {"old": 1.0, "new": 2.0, "diff": 1.0}},
+                    "config/smoke.yaml": {"otflow.iters": {"old": _smoke("otflow", "iters"),
+                                                           "new": _smoke("otflow", "iters") + 10,
+                                                           "diff": 10}}}
 
 
 def test_plots_diff(two_commits: Path) -> None:
@@ -217,50 +212,83 @@ def test_plots_diff(two_commits: Path) -> None:
     assert last == {"HEAD~1": 0.5, "HEAD": 0.25}
 
 
-def test_repro_push_pull_then_touch(tmp_path: Path) -> None:
-    repo = _new_repo(tmp_path)
-    _write(repo / "Snakefile", SNAKEFILE)
-    _write(repo / "rules" / "toy.smk", RULES)
-    _write(repo / "src" / "otflows" / "__init__.py", "")
-    _write(repo / "schemas" / "params.schema.yaml", "{}\n")
-    _write(repo / "data" / "raw" / "toy.txt", "raw\n")
-    # interpreter litter is .dvcignore'd, so it must not change the `src` dependency
-    _write(repo / "src" / "otflows" / "__pycache__" / "x.pyc", "")
+def _copy_project(dst: Path) -> Path:
+    """A git repo holding the project's tree (no results, no caches), DVC-initialised."""
+    for name in COPY:
+        src = PROJECT / name
+        if not src.exists():
+            continue
+        (dst / name).parent.mkdir(parents=True, exist_ok=True)
+        if src.is_dir():
+            shutil.copytree(src, dst / name,
+                            ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        else:
+            shutil.copy2(src, dst / name)
+    _git(dst, "init", "-q")
+    _git(dst, "config", "user.email", "test@example.com")
+    _git(dst, "config", "user.name", "test")
+    _dvc(dst, "init", "-q")
+    shutil.copyfile(PROJECT / ".dvc" / "config", dst / ".dvc" / "config")
+    return dst
 
-    _dvc(repo, "repro")
-    assert (repo / "dvc.lock").exists()
-    _write(repo / "src" / "otflows" / "__pycache__" / "y.pyc", "")
-    assert "up to date" in _dvc(repo, "status")
-    _dvc(repo, "push")
-    assert any((repo / ".dvc-remote").rglob("*")), "dvc push left the local remote empty"
-    _commit(repo, "reproduce")
 
-    outs = [
-        repo / "data" / "processed",
-        repo / "results" / "checkpoints",
-        repo / "results" / "records",
-    ]
-    model = repo / "results" / "checkpoints" / "otflow" / "x" / "model.pt"
-    for out in outs:
-        shutil.rmtree(out)
-    _dvc(repo, "checkout")
-    assert model.read_text() == "raw\n"
+@pytest.mark.slow
+def test_smoke_pipeline_round_trip_through_a_fresh_clone(tmp_path: Path) -> None:
+    """README's round trip on the project's own pipeline, smoke profile (about 3 min)."""
+    origin = _copy_project(tmp_path / "origin")
+    remote = tmp_path / "remote"  # stands for the shared ~/.cache/otflows/dvc-remote
+    _dvc(origin, "remote", "modify", "--local", "local", "url", str(remote))
+    # Switch the stage to the smoke profile: the one line of dvc.yaml README names.
+    dvc_yaml = origin / "dvc.yaml"
+    text = dvc_yaml.read_text(encoding="utf-8")
+    dvc_yaml.write_text(text.replace(DEFAULT_PROFILE, "  - profile: config/smoke.yaml\n"),
+                        encoding="utf-8")
+    _dvc(origin, "repro")  # snakemake --cores all --configfile config/smoke.yaml
 
-    # A fresh clone: no cache, no Snakemake metadata; the remote brings the outputs back.
-    for path in [*outs, repo / ".dvc" / "cache", repo / ".snakemake"]:
-        shutil.rmtree(path)
-    _dvc(repo, "pull")
-    assert model.read_text() == "raw\n"
-    # Restored files get fresh timestamps in no useful order; make the input the newest.
-    earlier = (repo / "data" / "raw" / "toy.txt").stat().st_mtime - 10
-    record = repo / "results" / "records" / "otflow" / "x.json"
-    for path in [model, record, repo / "data" / "processed" / "toy" / "x.npz"]:
-        os.utime(path, (earlier, earlier))
-    assert "Nothing to be done" not in _snakemake(repo, "-n")
+    # dvc.lock records the profile that ran: its command and the smoke values over params.yaml.
+    # (DVC writes YAML 1.2, where 1e-06 is a float; PyYAML would read it as a string.)
+    lock = YAML(typ="safe").load((origin / "dvc.lock").read_text(encoding="utf-8"))
+    locked = lock["stages"]["reproduce"]
+    assert locked["cmd"] == "snakemake --cores all --configfile config/smoke.yaml"
+    smoke = yaml.safe_load((origin / "config" / "smoke.yaml").read_text(encoding="utf-8"))
+    default = yaml.safe_load((origin / "params.yaml").read_text(encoding="utf-8"))
+    assert locked["params"]["config/smoke.yaml"] == smoke
+    assert locked["params"]["params.yaml"] == default
+    assert "up to date" in _dvc(origin, "status")
+    _dvc(origin, "push")
+    assert any(remote.rglob("*")), "dvc push left the remote empty"
+    _commit(origin, "smoke run")
 
-    _snakemake(repo, "--touch", "--cores", "1")
-    assert "Nothing to be done" in _snakemake(repo, "-n")
-    assert "up to date" in _dvc(repo, "status")
+    # A fresh clone: git brings the code, metrics, figures and the MLflow manifest; the
+    # remote brings data/processed and results/{checkpoints,records,samples}.
+    clone = tmp_path / "clone"
+    _git(tmp_path, "clone", "-q", str(origin), str(clone))
+    assert not (clone / "results" / "checkpoints").exists()
+    assert (clone / "results" / "tracking" / "mlflow_runs.json").exists()
+    _dvc(clone, "remote", "modify", "--local", "local", "url", str(remote))
+    _dvc(clone, "pull")
+    for out in ["data/processed", "results/checkpoints", "results/records", "results/samples"]:
+        assert any((clone / out).rglob("*.*")), out
+    _snakemake(clone, *SMOKE, "--touch", "--cores", "1")
+    assert "Nothing to be done" in _snakemake(clone, *SMOKE, "-n")
+    assert "up to date" in _dvc(clone, "status")
+
+    # A changed smoke-profile key: DVC sees the stage changed, Snakemake reruns only what
+    # reads it, and both diffs show the change.
+    iters = smoke["ekp"]["iters"]
+    _set_key(clone / "config" / "smoke.yaml", "ekp", "iters", iters + 2)
+    assert "config/smoke.yaml" in _dvc(clone, "status")
+    plan = _snakemake(clone, *SMOKE, "-n")
+    assert "method=ekp" in plan and "method=otflow" not in plan, plan[-3000:]
+    _dvc(clone, "repro")
+    _commit(clone, "smoke: ekp.iters + 2")
+    params = json.loads(_dvc(clone, "params", "diff", "HEAD~1", "HEAD", "--json"))
+    assert params == {"config/smoke.yaml": {"ekp.iters": {"old": iters, "new": iters + 2,
+                                                          "diff": 2}}}
+    metrics = json.loads(_dvc(clone, "metrics", "diff", "HEAD~1", "HEAD", "--json"))
+    changed = set(metrics["results/metrics/summary.json"])
+    assert any(key.startswith("ekp.") for key in changed), changed
+    assert not {key for key in changed if key.startswith(("otflow.", "jko.", "cpflow."))}
 
 
 def test_mlflow_manifest_is_git_tracked_so_track_mlflow_does_not_rerun() -> None:
