@@ -23,12 +23,12 @@ def _judge(module, cid, evidence):
 
 def test_ids_scopes_unique():
     e, q = _by_id(ekp), _by_id(qflow)
-    assert [c.id for c in ekp.CLAIMS] == ["E1", "E2", "E3"]
+    assert [c.id for c in ekp.CLAIMS] == ["E1", "E2", "E3", "E4"]
     assert [c.id for c in qflow.CLAIMS] == ["Q1", "Q2", "Q3", "Q4", "Q5"]
     assert {c.paper for c in ekp.CLAIMS} == {"EKP"}
     assert {c.paper for c in qflow.CLAIMS} == {"Q-flow"}
     assert all(c.scope in SCOPES for c in [*ekp.CLAIMS, *qflow.CLAIMS])
-    assert [e[i].scope for i in ("E1", "E2", "E3")] == ["default"] * 3
+    assert [e[i].scope for i in ("E1", "E2", "E3", "E4")] == ["default"] * 4
     assert [q[i].scope for i in ("Q1", "Q2", "Q3", "Q4", "Q5")] == ["default"] * 4 + ["paper"]
     ids = [c.id for c in [*ekp.CLAIMS, *qflow.CLAIMS]]
     assert len(ids) == len(set(ids))
@@ -113,6 +113,26 @@ def test_e3(tmp_path):
     assert v.status == NOT_RUN and "nll_closed_form_nats" in v.note
     v = _judge(ekp, "E3", _ekp_evidence(tmp_path, drop=("rings",)))
     assert v.status == NOT_RUN and "toy-rings" in v.note
+
+
+def test_e4():
+    def ev(inside=0.99, outside=0.008, drop=()):
+        return Evidence({("ekp", f"toy-{d}"): {"density_mass": inside,
+                                               "samples_outside_mass_box": outside}
+                         for d in TOY_DATASETS if d not in drop})
+
+    v = _judge(ekp, "E4", ev())
+    assert v.status == REPRODUCED and "8/8" in v.measured
+    # The ReLU model of issue 19: its CNF density integrated to 6.56.
+    v = _judge(ekp, "E4", ev(inside=6.56, outside=0.0))
+    assert v.status == NOT_REPRODUCED and "0/8" in v.measured and "6.5600" in v.note
+    v = _judge(ekp, "E4", ev(inside=0.97, outside=0.0))
+    assert v.status == NOT_REPRODUCED
+    v = _judge(ekp, "E4", ev(drop=("moons",)))
+    assert v.status == NOT_RUN and "toy-moons" in v.note
+    v = _judge(ekp, "E4", Evidence({("ekp", f"toy-{d}"): {"density_mass": 1.0}
+                                    for d in TOY_DATASETS}))
+    assert v.status == NOT_RUN and "samples_outside_mass_box" in v.note
 
 
 # --------------------------------------------------------------------------------- Q-flow

@@ -4,7 +4,7 @@ E1 is a claim about the mathematics of App. C that no pipeline run measures: it 
 here, deterministically and in about a second, by checking the closed form the EKP code uses
 (:func:`otflows.methods.ekp.entropic_interpolation_covariance`) against an independent
 numerical construction of the entropic interpolation (a Sinkhorn coupling of the two
-discretised Gaussians, then the Brownian bridge of the Schrödinger problem). E2 and E3 read
+discretised Gaussians, then the Brownian bridge of the Schrödinger problem). E2–E4 read
 the ``ekp`` runs ``toy-<dataset>`` (metrics, and the checkerboard's samples file).
 """
 
@@ -28,6 +28,7 @@ E1_TOL = 1e-2  # issue 16: relative error ≤ 1e-2 on mean and covariance along 
 E2_SHARE = 0.90  # issue 16: ≥ 90 % of generated checkerboard samples in the occupied cells
 E2_MMD2 = 2e-3  # issue 16: MMD² ≤ 2e-3 on each toy
 E3_AGREE = 0.1  # nats: the two test-NLL estimates agree within 0.1 nats
+E4_TOL = 0.01  # issue 19: the density integrates to one within 1 %
 E3_ENTROPY = math.log(32.0) - 0.02  # checkerboard: uniform on 8 cells of area 4, H = ln 32
 # FFJORD's checkerboard board (otflows.data.toy._checkerboard): 4 × 4 squares of side 2 on
 # [-4, 4)²; which of them hold mass is read off the sampler (checkerboard_cells).
@@ -206,6 +207,34 @@ def _e3(evidence: Evidence) -> Verdict:
                    "; ".join(notes))
 
 
+# --------------------------------------------------------------------------------------- E4
+def _e4(evidence: Evidence) -> Verdict:
+    missing = _missing(evidence)
+    present = [d for d in TOY_DATASETS if d not in missing]
+    total = {}
+    for d in present:
+        inside = evidence.value(METHOD, f"toy-{d}", "density_mass")  # grid integral of p
+        outside = evidence.value(METHOD, f"toy-{d}", "samples_outside_mass_box")  # MC share
+        total[d] = (inside + outside, inside)
+    bad = sorted((d for d in present if not abs(total[d][0] - 1.0) <= E4_TOL),
+                 key=lambda d: -abs(total[d][0] - 1.0))
+    if missing and not bad:
+        raise MissingInput("no ekp runs " + ", ".join(f"toy-{d}" for d in missing))
+    worst = max(present, key=lambda d: abs(total[d][0] - 1.0)) if present else None
+    measured = f"mass within 1 ± {fmt(E4_TOL)} on {len(present) - len(bad)}/{len(present)} toys"
+    if worst is not None:
+        measured += f" (worst {worst} {total[worst][0]:.4f})"
+    notes = []
+    if bad:
+        notes.append("off: " + ", ".join(f"{d} {total[d][0]:.4f} (grid {total[d][1]:.4f})"
+                                         for d in bad[:3]))
+    if missing:
+        notes.append("not run: " + ", ".join(missing))
+    return verdict(not bad, measured,
+                   f"|mass − 1| ≤ {fmt(E4_TOL)} on {len(TOY_DATASETS)}/{len(TOY_DATASETS)} toys",
+                   "; ".join(notes))
+
+
 CLAIMS = [
     Claim("EKP", "E1", "Gaussian entropic interpolation equals its closed form (relative error "
           "≤ 1e-2 on mean and covariance along t).", "App. C, Example 1, Fig. 1", "default",
@@ -216,4 +245,9 @@ CLAIMS = [
     Claim("EKP", "E3", "On every toy the two test-NLL estimates (eq. 17 density and CNF change "
           "of variables) agree within 0.1 nats, and checkerboard's test NLL ≥ ln 32 − 0.02.",
           "§3 eq. 17 (likelihood)", "default", _e3),
+    # Added in issue 19: a likelihood must be a density. Mass = the CNF density integrated on
+    # the run's grid box (density_mass) + the share of model samples outside that box.
+    Claim("EKP", "E4", "The CNF density of every toy model integrates to one: its grid integral "
+          "plus the model's sample share outside the grid is within 1 % of 1.",
+          "§3 (likelihood), issue 19", "default", _e4),
 ]
