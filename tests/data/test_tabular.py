@@ -263,3 +263,16 @@ def test_runs_exist_only_with_their_raw_files(tmp_path):
     assert runs[0].data == "data/processed/hepmass.npz"
     CPFlowConfig.from_dict(runs[0].cfg)  # the trainer accepts the run config as is
     assert "hepmass" not in {m["dataset"] for m in experiments_not_run(cfg, tmp_path)}
+
+
+def test_parse_power_refuses_an_absurd_header():
+    """A header declaring 8e11 values is one clear error, not a raw MemoryError."""
+    from numpy.lib import format as npy_format
+
+    buf = io.BytesIO()
+    npy_format.write_array_header_1_0(
+        buf, {"descr": "<f8", "fortran_order": False, "shape": (10**11, 8)})
+    buf.write(b"\0" * 64)
+    buf.seek(0)
+    with pytest.raises(tb.TabularFormatError, match="too large for memory"):
+        tb.parse_power(buf)

@@ -41,6 +41,7 @@ __all__ = [
     "MinibooneFormatError",
     "MinibooneSplits",
     "maf_split_sizes",
+    "load_maf_npy",
     "parse_maf_npy",
     "parse_uci",
     "preprocess_uci",
@@ -212,21 +213,21 @@ def preprocess_uci(events: np.ndarray, n_signal: int, which: str = "signal") -> 
     return data[np.ix_(rows, cols)]
 
 
-def parse_maf_npy(stream: IO[bytes], name: str = "data.npy") -> np.ndarray:
-    """Load and check the MAF release's ``miniboone/data.npy``: ``[n, 43]`` finite floats."""
+def load_maf_npy(stream: IO[bytes], name: str, columns: int, member: str) -> np.ndarray:
+    """Load and check one ``.npy`` array of the MAF release (``member``, e.g.
+    ``miniboone/data.npy``): ``[n, columns]`` finite floats, as float64."""
     try:
         data = np.load(stream, allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
         raise MinibooneFormatError(f"{name}: not a NumPy .npy array ({err}); expected the "
-                                   f"MAF release's miniboone/data.npy") from err
+                                   f"MAF release's {member}") from err
     except MemoryError as err:  # a header that declares a shape far beyond the real file
         raise MinibooneFormatError(f"{name}: its header declares an array too large for "
-                                   f"memory; expected the MAF release's miniboone/data.npy "
-                                   f"(36,488 x {MINIBOONE_DIM})") from err
-    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != MINIBOONE_DIM:
+                                   f"memory; expected the MAF release's {member}") from err
+    if not isinstance(data, np.ndarray) or data.ndim != 2 or data.shape[1] != columns:
         shape = getattr(data, "shape", None)
-        raise MinibooneFormatError(f"{name}: expected a 2-D array with {MINIBOONE_DIM} columns"
-                                   f" (the MAF release's miniboone/data.npy); got shape {shape}")
+        raise MinibooneFormatError(f"{name}: expected a 2-D array with {columns} columns"
+                                   f" (the MAF release's {member}); got shape {shape}")
     if not np.issubdtype(data.dtype, np.floating):
         raise MinibooneFormatError(f"{name}: expected floating-point values; got {data.dtype}")
     finite = np.isfinite(data).all(axis=1)
@@ -234,6 +235,11 @@ def parse_maf_npy(stream: IO[bytes], name: str = "data.npy") -> np.ndarray:
         raise MinibooneFormatError(f"{name}: row {int(np.argmin(finite))} holds a non-finite "
                                    f"value; expected finite numbers")
     return data.astype(np.float64, copy=False)
+
+
+def parse_maf_npy(stream: IO[bytes], name: str = "data.npy") -> np.ndarray:
+    """Load and check the MAF release's ``miniboone/data.npy``: ``[n, 43]`` finite floats."""
+    return load_maf_npy(stream, name, MINIBOONE_DIM, "miniboone/data.npy")
 
 
 def maf_split_sizes(n: int) -> tuple[int, int, int]:

@@ -36,7 +36,12 @@ from typing import IO
 
 import numpy as np
 
-from otflows.data.miniboone import MinibooneFormatError, maf_split_sizes, split_and_standardise
+from otflows.data.miniboone import (
+    MinibooneFormatError,
+    load_maf_npy,
+    maf_split_sizes,
+    split_and_standardise,
+)
 
 __all__ = ["ARCHIVE_MEMBERS", "DATASETS", "DIMS", "FETCH_HINT", "TabularFormatError",
            "TabularSplits", "clean_gas", "maf_split", "parse_power", "prepare_hepmass",
@@ -102,16 +107,9 @@ def _standardised_split(data: np.ndarray) -> TabularSplits:
 def parse_power(stream: IO[bytes], name: str = "power/data.npy") -> np.ndarray:
     """Load and check the MAF release's ``power/data.npy``: ``[n, 8]`` finite floats."""
     try:
-        data = np.load(stream, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as err:
-        raise TabularFormatError(f"{name}: not a NumPy .npy array ({err}); expected the MAF "
-                                 f"release's power/data.npy") from err
-    if data.ndim != 2 or data.shape[1] != POWER_COLUMNS:
-        raise TabularFormatError(f"{name}: expected a 2-D array with {POWER_COLUMNS} columns "
-                                 f"(MAF's power/data.npy); got shape {data.shape}")
-    if not np.issubdtype(data.dtype, np.floating) or not np.isfinite(data).all():
-        raise TabularFormatError(f"{name}: expected finite floating-point values")
-    return data.astype(np.float64, copy=False)
+        return load_maf_npy(stream, name, POWER_COLUMNS, "power/data.npy")
+    except MinibooneFormatError as err:
+        raise TabularFormatError(str(err)) from err
 
 
 def prepare_power(data: np.ndarray) -> TabularSplits:
