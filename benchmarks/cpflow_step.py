@@ -25,7 +25,8 @@ ORIGINAL_MS = {"toy step": 114.0, "tabular step": 49.0, "invert 1024 @ d=43": 26
                "exact log p 1024 @ d=43": 186.0}
 
 BASE = {"task": "density", "model": "cpflow", "architecture": "fc", "blocks": 1, "alpha": 1.0,
-        "weight_decay": 0.0, "lr_halve_every": 0, "iters": 10**6, "slq_steps": 10,
+        "activation": "softplus", "actnorm": False, "weight_decay": 0.0, "lr_halve_every": 0,
+        "iters": 10**6, "slq_steps": 10,
         "slq_probes": 1, "exact_max_dim": 64, "invert_max_iter": 1000, "transforms": 1,
         "monitor_every": 0}
 TOY = {**BASE, "depth": 20, "width": 32, "lr": 5e-3, "batch_size": 128, "cg_tol": 1e-6,

@@ -127,21 +127,16 @@ def slq_log_det(hvp: HVP, n: int, d: int, steps: int, probes: int,
 def hessian(potential: Callable[..., Tensor], x: Tensor, create_graph: bool = False,
             context: Tensor | None = None) -> Tensor:
     """Full Hessians ∇²F(x_i) ``[n, d, d]`` of a scalar potential F: ``[n, d] → [n]`` at
-    x ``[n, d]``, with one double-backward call: x is replicated d times and row (i, j)
-    receives e_j as its output gradient (or, where ``potential`` has closed-form
-    ``derivatives``, their Hessian-vector products on e_j). ``create_graph`` keeps the graph
-    (to backpropagate through log det)."""
+    x ``[n, d]``. Where ``potential`` has a closed form (``closed_form`` and ``hessian``, the
+    fully connected ICNN) that is used; otherwise one double-backward call: x is replicated
+    d times and row (i, j) receives e_j as its output gradient. ``create_graph`` keeps the
+    graph (to backpropagate through log det)."""
     n, d = x.shape
-    ctx = context.repeat_interleave(d, 0) if context is not None else None
     if getattr(potential, "closed_form", False):
-        # closed-form Hessian-vector products on x replicated d times, rows e_j
-        eye = torch.eye(d, dtype=x.dtype, device=x.device).repeat(n, 1)
         with torch.set_grad_enabled(create_graph):
-            hvp = potential.derivatives(x.repeat_interleave(d, 0), ctx)[2]
-            h = hvp(eye)
-        if not create_graph:
-            h = h.detach()
-        return h.reshape(n, d, d)
+            h = potential.hessian(x, context)
+        return h if create_graph else h.detach()
+    ctx = context.repeat_interleave(d, 0) if context is not None else None
     if create_graph and x.requires_grad:
         xr = x.repeat_interleave(d, 0)
     else:
@@ -154,15 +149,27 @@ def hessian(potential: Callable[..., Tensor], x: Tensor, create_graph: bool = Fa
     return h.reshape(n, d, d)
 
 
+HESSIAN_CHUNK_ELEMENTS = 1 << 22
+"""Rows of x per Hessian chunk in :func:`exact_log_det`: about this many elements of
+``[rows, d, d]`` (32 MiB in float64), so memory does not grow with the batch."""
+
+
 def exact_log_det(potential: Callable[..., Tensor], x: Tensor, create_graph: bool = False,
                   context: Tensor | None = None) -> Tensor:
-    """log det ∇²F(x_i) ``[n]`` (nats) from the full Hessian by ``torch.linalg.slogdet``.
+    """log det ∇²F(x_i) ``[n]`` (nats) from the full Hessian by ``torch.linalg.slogdet``,
+    over chunks of rows (:data:`HESSIAN_CHUNK_ELEMENTS`).
 
     Raises ValueError where a Hessian is not positive definite (sign ≤ 0)."""
-    h = hessian(potential, x, create_graph, context)
-    h = 0.5 * (h + h.transpose(1, 2))
-    sign, logabs = torch.linalg.slogdet(h)
-    if bool((sign <= 0).any()):
-        raise ValueError(f"exact_log_det: {(sign <= 0).sum().item()} Hessian(s) with "
-                         f"det <= 0; the potential is not strongly convex there")
-    return logabs
+    n, d = x.shape
+    rows = max(1, HESSIAN_CHUNK_ELEMENTS // (d * d))
+    out = []
+    for i in range(0, n, rows):
+        ctx = context[i:i + rows] if context is not None else None
+        h = hessian(potential, x[i:i + rows], create_graph, ctx)
+        h = 0.5 * (h + h.transpose(1, 2))
+        sign, logabs = torch.linalg.slogdet(h)
+        if bool((sign <= 0).any()):
+            raise ValueError(f"exact_log_det: {(sign <= 0).sum().item()} Hessian(s) with "
+                             f"det <= 0; the potential is not strongly convex there")
+        out.append(logabs)
+    return torch.cat(out) if len(out) > 1 else out[0]

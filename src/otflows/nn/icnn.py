@@ -48,13 +48,15 @@ def _softplus_inverse(y: Tensor) -> Tensor:
 ACTIVATIONS = ("softplus", "gaussian_softplus")
 """Softplus-type activations s (non-decreasing, convex, twice differentiable; §3.1)."""
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
+HESSIAN_CHUNK = 1 << 22
+"""Elements per chunk of the closed-form Hessian's ``[rows, units, d]`` Jacobians."""
 
 
 def activation_derivatives(name: str, a: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     """(s(a), s′(a), s″(a)) of the activation ``name`` elementwise."""
     if name == "softplus":
         sig = torch.sigmoid(a)
-        return F.softplus(a), sig, sig - sig * sig
+        return F.softplus(a), sig, torch.addcmul(sig, sig, sig, value=-1.0)  # σ(1 − σ)
     if name == "gaussian_softplus":  # E[max(0, a + ε)], ε ~ N(0, 1)
         pdf = torch.exp(-0.5 * a * a) / _SQRT_2PI
         cdf = 0.5 * (1.0 + torch.erf(a / math.sqrt(2.0)))
@@ -171,12 +173,9 @@ class ICNN(nn.Module):
             v.copy_(_softplus_inverse(F.softplus(v) / std[:, None]))
             h = torch.cat([s(h @ (F.softplus(v) / w).t() + affine(conv)), s(affine(aug))], 1)
 
-    def derivatives(self, x: Tensor, context: Tensor | None = None
-                    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
-        """(F(x) ``[n]``, ∇F(x) ``[n, d]``, v ↦ ∇²F(x)v ``[n, d] → [n, d]``) in closed form:
-        ∇F by a hand-written reverse pass, ∇²F v by its forward-mode tangent (so autograd
-        differentiates once, w.r.t. θ, instead of two or three nested times). σ = s′ is the
-        activation's s′ (the sigmoid for softplus), σ′ = s″."""
+    def _passes(self, x: Tensor, context: Tensor | None) -> dict:
+        """The forward pass (pre-activations, s′, s″ of every unit) and the reverse pass
+        (δₖ = ∂F/∂hₖ) shared by :meth:`derivatives` and :meth:`hessian`."""
         n = x.shape[0]
         a = torch.addmm(self.bx, x, self.wx.t())
         if self.context:
@@ -185,70 +184,126 @@ class ICNN(nn.Module):
                                  f"{self.context}]")
             a = a + context @ self.wc.t()
         w, nc, k1 = self.width, self.n_conv, self.depth - 1
-        a1 = a[:, :w]
-        rest = a[:, w:-1].reshape(n, k1, w)
-        # unbind, not [:, k]: its backward stacks once instead of K zero-filled copies
-        a_conv, a_aug = rest[:, :, :nc].unbind(1), rest[:, :, nc:]
+        # split, not slices: its backward is one cat instead of zero-filled copies of a
+        a1, rest, a_out = a.split([w, k1 * w, 1], 1)
+        a_conv, a_aug = rest.reshape(n, k1, w).split([nc, w - nc], 2)
+        a_conv = a_conv.unbind(1)  # unbind, not [:, k]: its backward stacks once
         pos = [F.softplus(v) / w for v in self.wz]  # W⁺ₖ
         q = F.softplus(self.wout[0]) / w  # output weights ≥ 0
         act = self.activation
         h, s1, c1 = activation_derivatives(act, a1)
         h_aug_all, s_aug_all, c_aug_all = activation_derivatives(act, a_aug)
-        s_aug = s_aug_all.unbind(1)
         h_aug = h_aug_all.unbind(1)
         sig, curv = [], []
         for k in range(k1):
-            pre = h @ pos[k].t() + a_conv[k]
-            hk, sk, ck = activation_derivatives(act, pre)
+            hk, sk, ck = activation_derivatives(act, torch.addmm(a_conv[k], h, pos[k].t()))
             sig.append(sk)
             curv.append(ck)
             h = torch.cat([hk, h_aug[k]], 1)
-        value = h @ q + a[:, -1]
-        # reverse pass: δₖ = ∂F/∂hₖ, starting from δ_K = q
+        # reverse pass: δₖ = ∂F/∂hₖ (convex and augmented halves), from δ_K = q
         delta = q.expand(n, w)
-        deltas, ga_conv, ga_aug = [None] * k1, [None] * k1, [None] * k1
+        d_conv, d_aug, ga_conv = [None] * k1, [None] * k1, [None] * k1
         for k in reversed(range(k1)):
-            deltas[k] = delta
-            u = delta[:, :nc] * sig[k]
-            ga_conv[k], ga_aug[k] = u, delta[:, nc:] * s_aug[k]
-            delta = u @ pos[k]
-        delta1 = delta
-        ga1 = delta1 * s1
-        ones = torch.ones(n, 1, dtype=x.dtype, device=x.device)
+            d_conv[k], d_aug[k] = delta.split([nc, w - nc], 1)
+            ga_conv[k] = d_conv[k] * sig[k]  # ∂F/∂a of the convex-path units
+            delta = ga_conv[k] @ pos[k]
+        return {"value": h @ q + a_out[:, 0], "pos": pos, "s1": s1, "c1": c1,
+                "s_aug": s_aug_all, "c_aug": c_aug_all, "sig": sig, "curv": curv,
+                "d_conv": d_conv, "d_aug": d_aug, "ga_conv": ga_conv, "delta1": delta}
 
-        def assemble(g1: Tensor, gc: list[Tensor], gg: list[Tensor], last: Tensor) -> Tensor:
-            if k1:
-                mid = torch.cat([torch.stack(gc, 1), torch.stack(gg, 1)], 2).reshape(n, -1)
-                return torch.cat([g1, mid, last], 1)
-            return torch.cat([g1, last], 1)
+    def hessian(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """∇²F(x) ``[n, d, d]`` in closed form. F is affine between its activations, so
+        ∇²F = Σ_u δ_u s″(a_u) ∇a_u ∇a_uᵀ over every unit u (a_u its pre-activation,
+        δ_u = ∂F/∂h_u ≥ 0). ∇a_u is a row of L (constant) for layer 1 and the augmented
+        units, and is propagated forward layer by layer for the convex path; no copy of x
+        per basis vector. Rows are processed in chunks of :data:`HESSIAN_CHUNK` elements of
+        ``[rows, units, d]``, so memory does not grow with the batch."""
+        n, d = x.shape
+        rows = max(1, HESSIAN_CHUNK // (self.n_affine * d))
+        if n > rows:
+            return torch.cat([self.hessian(x[i:i + rows], None if context is None else
+                                           context[i:i + rows]) for i in range(0, n, rows)])
+        p = self._passes(x, context)
+        w, nc = self.width, self.n_conv
+        wx = self.wx
+        fixed = torch.cat([wx[:w]] + [wx[w + k * w + nc:w + (k + 1) * w]
+                                       for k in range(self.depth - 1)])  # constant ∇a rows
+        c_fixed = torch.cat([p["delta1"] * p["c1"]] + [p["d_aug"][k] * p["c_aug"][:, k]
+                                                       for k in range(self.depth - 1)], 1)
+        jh = p["s1"][:, :, None] * wx[:w]  # ∇h₁ = s′(a₁) ∇a₁ ``[n, w, d]``
+        grads, coef = [], []
+        for k, pos in enumerate(p["pos"]):
+            lo = w + k * w
+            wg = wx[lo + nc:lo + w]
+            ja = torch.matmul(pos, jh) + wx[lo:lo + nc]  # ∇a of the convex path ``[n, nc, d]``
+            grads.append(ja)
+            coef.append(p["d_conv"][k] * p["curv"][k])
+            jh = torch.cat([p["sig"][k][:, :, None] * ja, p["s_aug"][:, k, :, None] * wg], 1)
+        if fixed.shape[0] * d * d <= HESSIAN_CHUNK:  # Σ_u c_u l_u l_uᵀ as one matmul
+            h = (c_fixed @ (fixed[:, :, None] * fixed[:, None, :]).reshape(-1, d * d))
+            h = h.reshape(n, d, d)
+        else:
+            grads.append(fixed.expand(n, -1, -1))
+            coef.append(c_fixed)
+            h = None
+        if not grads:
+            return h
+        g = torch.cat(grads, 1)  # [n, units, d]
+        hg = torch.bmm((g * torch.cat(coef, 1)[:, :, None]).transpose(1, 2), g)
+        return hg if h is None else h + hg
 
-        grad = assemble(ga1, ga_conv, ga_aug, ones) @ self.wx
+    def derivatives(self, x: Tensor, context: Tensor | None = None
+                    ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
+        """(F(x) ``[n]``, ∇F(x) ``[n, d]``, v ↦ ∇²F(x)v ``[n, d] → [n, d]``) in closed form:
+        ∇F by a hand-written reverse pass, ∇²F v by its forward-mode tangent (so autograd
+        differentiates once, w.r.t. θ, instead of two or three nested times). σ = s′ is the
+        activation's s′ (the sigmoid for softplus), σ′ = s″."""
+        n = x.shape[0]
+        p = self._passes(x, context)
+        w, nc, k1 = self.width, self.n_conv, self.depth - 1
+        pos, sig, curv, delta1 = p["pos"], p["sig"], p["curv"], p["delta1"]
+        s1, c1, s_aug_all, c_aug_all = p["s1"], p["c1"], p["s_aug"], p["c_aug"]
+        s_aug = s_aug_all.unbind(1)
+        value = p["value"]
+        ga_conv = p["ga_conv"]
+        ga_aug = [p["d_aug"][k] * s_aug[k] for k in range(k1)]
+        # ∇F = Lᵀ(∂F/∂a), one matmul over every affine map, laid out as the rows of L
+        pieces = [t for k in range(k1) for t in (ga_conv[k], ga_aug[k])]
+        wx, w_out = self.wx.split([self.n_affine - 1, 1])
+        wxt = wx.t()
+        grad = torch.addmm(w_out[0], torch.cat([delta1 * s1, *pieces], 1), wx)
+        # δ ⊙ s″ of every unit, shared by every hvp call
+        dc1 = delta1 * c1
+        dc_conv = [p["d_conv"][k] * curv[k] for k in range(k1)]
+        dc_aug = torch.stack(p["d_aug"], 1) * c_aug_all if k1 else None
 
         def hvp(v: Tensor) -> Tensor:
-            ad = v @ self.wx.t()  # ȧ (tangent of every affine map)
-            ad1 = ad[:, :w]
-            rd = ad[:, w:-1].reshape(n, k1, w)
-            ad_conv, ad_aug = rd[:, :, :nc].unbind(1), rd[:, :, nc:]
+            ad = v @ wxt  # ȧ (tangent of every affine map but the output's)
+            ad1, rd = ad.split([w, k1 * w], 1)
+            ad_conv, ad_aug = rd.reshape(n, k1, w).split([nc, w - nc], 2)
+            ad_conv = ad_conv.unbind(1)
             hd_aug = (s_aug_all * ad_aug).unbind(1)
             # ∂/∂δ part of the aug units' gradient tangent, all layers at once
-            curv_aug = (c_aug_all * ad_aug).unbind(1)
+            curv_aug = (dc_aug * ad_aug).unbind(1) if k1 else ()
             hd = s1 * ad1
             pred = []
             for k in range(k1):
-                pd = hd @ pos[k].t() + ad_conv[k]
+                pd = torch.addmm(ad_conv[k], hd, pos[k].t())
                 pred.append(pd)
                 hd = torch.cat([sig[k] * pd, hd_aug[k]], 1)
-            dd = torch.zeros(n, w, dtype=x.dtype, device=x.device)  # δ̇_K = 0
-            gc, gg = [None] * k1, [None] * k1
+            dd = None  # δ̇_K = 0: the last layer's terms without it
+            out = [None] * (2 * k1)
             for k in reversed(range(k1)):
-                dk = deltas[k]
-                sk = sig[k]
-                ud = dd[:, :nc] * sk + dk[:, :nc] * curv[k] * pred[k]
-                gc[k] = ud
-                gg[k] = dd[:, nc:] * s_aug[k] + dk[:, nc:] * curv_aug[k]
+                ud = dc_conv[k] * pred[k]
+                gg = curv_aug[k]
+                if dd is not None:
+                    dd_conv, dd_aug = dd.split([nc, w - nc], 1)
+                    ud = torch.addcmul(ud, dd_conv, sig[k])
+                    gg = torch.addcmul(gg, dd_aug, s_aug[k])
+                out[2 * k], out[2 * k + 1] = ud, gg
                 dd = ud @ pos[k]
-            g1 = dd * s1 + delta1 * c1 * ad1
-            return assemble(g1, gc, gg, torch.zeros_like(ones)) @ self.wx
+            g1 = dc1 * ad1 if dd is None else torch.addcmul(dc1 * ad1, dd, s1)
+            return torch.cat([g1, *out], 1) @ wx
 
         return value, grad, hvp
 
@@ -325,6 +380,11 @@ class ConvexPotential(nn.Module):
         value, grad, hvp = self.icnn.derivatives(x, context)
         return (0.5 * alpha * x.square().sum(1) + beta * value, alpha * x + beta * grad,
                 lambda v: alpha * v + beta * hvp(v))
+
+    def hessian(self, x: Tensor, context: Tensor | None = None) -> Tensor:
+        """∇²F_α(x) = αI + β∇²F(x) ``[n, d, d]`` (closed form, :meth:`ICNN.hessian`)."""
+        h = F.softplus(self.b) * self.icnn.hessian(x, context)
+        return h + self.alpha * torch.eye(self.d, dtype=h.dtype, device=h.device)
 
     def forward(self, x: Tensor, context: Tensor | None = None) -> Tensor:
         """F_α(x) ``[n]``."""

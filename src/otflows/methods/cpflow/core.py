@@ -211,9 +211,7 @@ class CPFlow(nn.Module):
         sur = torch.zeros(x.shape[0], dtype=x.dtype, device=x.device)
         iters, res = 0, 0.0
         for k, pot in enumerate(self.blocks):
-            h, norm_logdet = self._norm(k, h)
-            if not h.requires_grad:
-                h = h.requires_grad_(True)
+            h, norm_logdet = self._norm(k, h)  # (closed form: no gradient w.r.t. the data)
             out = surrogate_log_det(pot, h, generator, cg_tol, cg_max_iter, context)
             sur = sur + out.surrogate + norm_logdet
             iters, res = max(iters, out.cg_iterations), max(res, out.cg_residual)
