@@ -4,15 +4,18 @@ import os
 import sys
 from pathlib import Path
 
-from otflows.pipeline.config import ParamsError, check_device, check_yaml_files, validate_params
+from otflows.pipeline.config import (ParamsError, check_device, check_yaml_files,
+                                     validate_params_cached)
 
 configfile: "params.yaml"
 
-# Before any job: the params files strictly (duplicate keys), every key against the schema,
-# then what only this machine can answer (CUDA asked for locally but absent).
+# Before any job: the params files strictly (duplicate keys), every key against the schema
+# (a config that passed before is remembered in .snakemake/otflows/, so a dry run stays
+# fast), then what only this machine can answer (CUDA asked for locally but absent).
 try:
     check_yaml_files(workflow.configfiles)
-    validate_params(config, Path(workflow.basedir) / "schemas" / "params.schema.yaml")
+    validate_params_cached(config, Path(workflow.basedir) / "schemas" / "params.schema.yaml",
+                           ".snakemake/otflows/params-validated.json")
     if workflow.local_exec:
         check_device(config)
 except ParamsError as err:
@@ -30,11 +33,22 @@ FORKSERVER = []
 onstart:
     from otflows.cli import forkserver
     from otflows.cli.launcher import PARENT_VAR
+    from otflows.pipeline.tracking import GIT_COMMIT_VAR, git_commit
 
+    if config["run"]["forkserver"] and workflow.local_exec and forkserver.supported():
+        FORKSERVER.append(forkserver.start(log=".snakemake/forkserver.jsonl"))  # first: it
+        # imports torch & co. (~3 s) while the rest of this runs
     if workflow.local_exec:  # jobs stop themselves if this Snakemake is killed (launcher.py)
         os.environ[PARENT_VAR] = str(os.getpid())
-    if config["run"]["forkserver"] and workflow.local_exec and forkserver.supported():
-        FORKSERVER.append(forkserver.start(log=".snakemake/forkserver.jsonl"))
+        os.environ[GIT_COMMIT_VAR] = git_commit(workflow.basedir)  # once, not once per job
+        # Snakemake's default submission limit (100 jobs per 1 s) re-runs the scheduling pass
+        # one second after every pass that leaves ready jobs waiting for a core, and each
+        # re-run arms another timer, so the passes multiply with finished jobs
+        # (snakemake/snakemake#3744): ~4400 passes, ~10 s of CPU on the 113 smoke jobs. A
+        # local run is bounded by its cores, never by that limit: drop the default one here.
+        limiter = getattr(getattr(workflow, "scheduler", None), "job_rate_limiter", None)
+        if limiter is not None and (limiter.max_jobs, limiter.timespan) == (100, 1):
+            workflow.scheduler.job_rate_limiter = None
 
 
 onsuccess:

@@ -12,6 +12,7 @@ rule prepare_gaussian:
         seed=config["seed"],
     wildcard_constraints:
         d=r"\d+",
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare/gaussian_d{d}.log",
     shell:

@@ -7,6 +7,7 @@ rule prepare_toy:
         n_train=config["data"]["toy"]["n_train"],
         n_test=config["data"]["toy"]["n_test"],
         seed=config["seed"],
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_toy/{name}.log",
     shell:
@@ -51,6 +52,7 @@ rule prepare_miniboone:
     params:
         source=_MB["source"],
         events=_MB["events"],
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_miniboone.log",
     shell:
@@ -83,6 +85,7 @@ rule prepare_mnist:
         n_test=_MN["n_test"],
         lam=_MN["logit_lambda"],
         seed=config["seed"],
+    priority: PRIORITY["prepare"]
     log:
         f"results/logs/prepare_{MNIST_NAME}.log",
     shell:
@@ -108,6 +111,7 @@ rule prepare_mnist_latents:
         seed=config["seed"],
         device=config["device"],
     threads: 1
+    priority: PRIORITY["prepare"]
     log:
         f"results/logs/prepare_{MNIST_NAME}_latents.log",
     shell:
@@ -144,6 +148,7 @@ rule prepare_ising:
         min_eigenvalue=config["mongeampere"]["ising"]["min_eigenvalue"],
     wildcard_constraints:
         L=r"\d+",
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_ising_L{L}.log",
     shell:

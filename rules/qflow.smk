@@ -13,6 +13,7 @@ rule prepare_qflow_gmm:
         n_train=_QF["gmm"]["n_train"],
         n_test=_QF["gmm"]["n_test"],
         seed=config["seed"],
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_qflow/gmm.log",
     shell:
@@ -29,6 +30,7 @@ rule prepare_qflow_toys:
         n_train=_QF["toys"]["n_train"],
         n_test=_QF["toys"]["n_test"],
         seed=config["seed"],
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_qflow/toys.log",
     shell:
@@ -45,6 +47,7 @@ rule prepare_qflow_mi:
         seed=config["seed"],
     wildcard_constraints:
         d=r"\d+",
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_qflow/mi_d{d}.log",
     shell:
@@ -69,6 +72,7 @@ rule prepare_qflow_translation:
         iters=_QF_TR_CFG["classifier_iters"],
         seed=config["seed"],
     threads: 1
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_qflow/translation.log",
     shell:
@@ -100,6 +104,7 @@ if _QF_EBM:
         threads: 1
         resources:
             gpu=gpu_count(config["device"]),
+        priority: PRIORITY["prepare"]
         log:
             "results/logs/prepare_qflow/ebm.log",
         shell:

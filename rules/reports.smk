@@ -96,6 +96,7 @@ rule track_mlflow:
         uri=config["tracking"]["uri"],
         experiment=config["tracking"]["experiment"],
     localrule: True
+    priority: PRIORITY["track"]
     log:
         "results/logs/track_mlflow.log",
     shell:

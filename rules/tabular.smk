@@ -27,11 +27,12 @@ rule download_tabular:
 
 rule prepare_tabular:
     input:
-        lambda w: _tabular_raw(w.tabular),
+        per_job(lambda w: _tabular_raw(w.tabular)),
     output:
         "data/processed/{tabular}.npz",
     wildcard_constraints:
         tabular="|".join(_TAB_DATASETS),
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_{tabular}.log",
     shell:
@@ -66,6 +67,7 @@ rule prepare_cifar10:
     params:
         lam=_CIF["logit_lambda"],
         seed=config["seed"],
+    priority: PRIORITY["prepare"]
     log:
         "results/logs/prepare_cifar10.log",
     shell:

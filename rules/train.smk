@@ -3,16 +3,16 @@
 
 rule train:
     input:
-        data=lambda w: experiment(w).data,
-        init=lambda w: init_inputs(experiment(w)),
+        data=per_job(lambda w: experiment(w).data),
+        init=per_job(lambda w: init_inputs(experiment(w))),
     output:
         model="results/checkpoints/{method}/{exp}/model.pt",
         history="results/plots/{method}/{exp}.csv",
         record="results/records/{method}/{exp}.json",
     params:
-        cfg=lambda w: experiment(w).cfg_json(),
-        dataset=lambda w: experiment(w).dataset,
-        init=lambda w: init_flags(experiment(w)),
+        cfg=per_job(lambda w: experiment(w).cfg_json()),
+        dataset=per_job(lambda w: experiment(w).dataset),
+        init=per_job(lambda w: init_flags(experiment(w))),
         seed=config["seed"],
         device=config["device"],
         checkpoint_every=config["run"]["checkpoint_every"],
@@ -22,8 +22,9 @@ rule train:
     threads: 1
     resources:
         gpu=gpu_count(config["device"]),
-        mem_mb=lambda w: train_mem_mb(experiment(w), config["device"]),
-        runtime=lambda w: train_runtime_min(experiment(w)),
+        mem_mb=per_job(lambda w: train_mem_mb(experiment(w), config["device"])),
+        runtime=per_job(lambda w: train_runtime_min(experiment(w))),
+    priority: PRIORITY["train"]
     log:
         "results/logs/train/{method}/{exp}.log",
     shell:
@@ -38,15 +39,15 @@ rule train:
 rule evaluate:
     input:
         model="results/checkpoints/{method}/{exp}/model.pt",
-        data=lambda w: experiment(w).data,
+        data=per_job(lambda w: experiment(w).data),
     output:
         metrics="results/metrics/{method}/{exp}.json",
         samples="results/samples/{method}/{exp}.npz",
     params:
-        dataset=lambda w: experiment(w).dataset,
-        n=lambda w: experiment(w).eval_samples,
-        grid=lambda w: experiment(w).density_grid,
-        bench=lambda w: ["--benchmark"] if experiment(w).benchmark else [],
+        dataset=per_job(lambda w: experiment(w).dataset),
+        n=per_job(lambda w: experiment(w).eval_samples),
+        grid=per_job(lambda w: experiment(w).density_grid),
+        bench=per_job(lambda w: ["--benchmark"] if experiment(w).benchmark else []),
         max_nll=config["run"]["max_nll_per_dim"],
         seed=config["seed"],
         device=config["device"],
@@ -55,8 +56,9 @@ rule evaluate:
     threads: 1
     resources:
         gpu=gpu_count(config["device"]),
-        mem_mb=lambda w: evaluate_mem_mb(experiment(w), config["device"]),
-        runtime=lambda w: evaluate_runtime_min(experiment(w)),
+        mem_mb=per_job(lambda w: evaluate_mem_mb(experiment(w), config["device"])),
+        runtime=per_job(lambda w: evaluate_runtime_min(experiment(w))),
+    priority: PRIORITY["evaluate"]
     log:
         "results/logs/evaluate/{method}/{exp}.log",
     shell:

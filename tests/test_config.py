@@ -4,7 +4,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from otflows.pipeline.config import ParamsError, config_hash, load_params, validate_params
+from otflows.pipeline.config import (
+    ParamsError,
+    config_hash,
+    deep_merge,
+    load_params,
+    read_yaml,
+    validate_params,
+)
 from otflows.pipeline.experiments import all_experiments
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,3 +149,48 @@ def test_gpu_slice_is_the_paper_settings_on_a_few_runs():
     assert len(runs) <= 30
     assert {("jko", "alpha-8gaussians-a5"), ("mongeampere", "ising-L16"),
             ("qflow", "mi-d40")} <= {(e.method, e.name) for e in runs}
+
+
+def test_a_cached_validation_fills_the_same_config_and_never_passes_a_bad_one(
+        tmp_path, monkeypatch):
+    import otflows.pipeline.config as config_module
+    from otflows.pipeline.config import validate_params_cached
+
+    cache = tmp_path / "validated.json"
+    raw = deep_merge(read_yaml(ROOT / "params.yaml"), read_yaml(ROOT / "config/smoke.yaml"))
+    raw["otflow"].pop("nt")  # a key the schema's default fills in
+    expected = validate_params(copy.deepcopy(raw), SCHEMA)
+    assert validate_params_cached(copy.deepcopy(raw), SCHEMA, cache) == expected
+    assert cache.exists()
+
+    def must_not_run(*_args):
+        raise AssertionError("validated again although the same config passed before")
+
+    monkeypatch.setattr(config_module, "validate_params", must_not_run)
+    again = copy.deepcopy(raw)
+    assert validate_params_cached(again, SCHEMA, cache) == expected == again  # in place
+    monkeypatch.undo()
+
+    bad = copy.deepcopy(raw)
+    bad["otflow"]["lr"] = -1.0
+    with pytest.raises(ParamsError, match="otflow.lr"):
+        validate_params_cached(bad, SCHEMA, cache)
+    nan = copy.deepcopy(raw)
+    nan["otflow"]["lr"] = float("nan")  # not plain JSON: validated in full, every time
+    with pytest.raises(ParamsError, match="finite"):
+        validate_params_cached(nan, SCHEMA, cache)
+    assert validate_params_cached(copy.deepcopy(raw), SCHEMA, cache) == expected
+
+
+def test_the_validation_cache_is_keyed_on_the_schema_file(tmp_path):
+    from otflows.pipeline.config import validate_params_cached
+
+    cache = tmp_path / "validated.json"
+    raw = read_yaml(ROOT / "params.yaml")
+    validate_params_cached(copy.deepcopy(raw), SCHEMA, cache)
+    schema = yaml.safe_load(SCHEMA.read_text())
+    schema["properties"]["otflow"]["properties"]["lr"]["maximum"] = 1e-9
+    strict = tmp_path / "schema.yaml"
+    strict.write_text(yaml.safe_dump(schema))
+    with pytest.raises(ParamsError, match="otflow.lr"):
+        validate_params_cached(copy.deepcopy(raw), strict, cache)

@@ -170,3 +170,13 @@ def test_the_server_exits_when_its_parent_is_gone(tmp_path):
     pid, path = int(out[0]), out[1]
     assert _gone(pid, timeout=60)
     assert not Path(path).exists()
+
+
+def test_each_forked_job_reports_its_wall_and_cpu_seconds(server, tmp_path):
+    assert _run(_prepare("timed.npz"), tmp_path, server.path).returncode == 0
+    times = server.log.with_name("jobs.times.jsonl")
+    lines = [json.loads(x) for x in times.read_text().splitlines()]
+    assert "preload" in lines[0] and lines[0]["preload"] > 0
+    (job,) = [x for x in lines if x.get("pid") == _forked(server, "timed.npz")[0]["pid"]]
+    assert job["argv"] == ["prepare", "toy"] and job["exit"] == 0
+    assert 0 < job["cpu"] and 0 < job["wall"] < 300 and job["end"] > lines[0]["end"]

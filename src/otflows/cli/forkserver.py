@@ -35,7 +35,10 @@ import time
 __all__ = ["ENV_VAR", "PRELOAD", "Server", "run_via_server", "serve", "start", "supported"]
 
 ENV_VAR = "OTFLOWS_FORKSERVER"
-PRELOAD = ("numpy", "torch", "torch._dynamo", "torchdiffeq", "matplotlib.pyplot", "pandas")
+# the libraries, then the command's own parser and modules (~20 ms a job) and the markdown
+# writer of the tables (tabulate, ~20 ms a table)
+PRELOAD = ("numpy", "torch", "torch._dynamo", "torchdiffeq", "matplotlib.pyplot", "pandas",
+           "tabulate", "otflows.cli.main")
 _TMP_PREFIX = "otflows-fs-"
 _HEADER = struct.Struct("!I")
 _STATUS = struct.Struct("!ci")  # (b"P", child pid) then (b"X", exit code)
@@ -150,8 +153,32 @@ def _watch_client(conn: socket.socket) -> None:
     os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
-    """Become the job: take the client's streams, cwd and environment, run the CLI, exit."""
+def _times_path(log: str | None) -> str | None:
+    """The file beside ``log`` that gets one line per finished job (wall and CPU seconds)."""
+    if not log:
+        return None
+    stem = log[: -len(".jsonl")] if log.endswith(".jsonl") else log
+    return stem + ".times.jsonl"
+
+
+def _record_time(times: str, request: dict, started: float, code: int) -> None:
+    """Append the finished job's wall and CPU seconds (this process only) to ``times``."""
+    line = json.dumps({"pid": os.getpid(), "argv": request.get("argv", [])[1:3],
+                       "wall": round(time.monotonic() - started, 4),
+                       "cpu": round(time.process_time(), 4), "end": round(time.time(), 3),
+                       "exit": code})
+    fd = os.open(times, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, (line + "\n").encode())  # one write to an O_APPEND file: lines stay whole
+    finally:
+        os.close(fd)
+
+
+def _run_child(conn: socket.socket, request: dict, fds: list[int],
+               times: str | None = None) -> None:
+    """Become the job: take the client's streams, cwd and environment, run the CLI, exit.
+    ``times``: a file that gets the job's wall and CPU seconds when it ends."""
+    started = time.monotonic()
     code = 1
     try:
         for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT):
@@ -198,6 +225,11 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
+            if times:
+                try:
+                    _record_time(times, request, started, int(code or 0))
+                except OSError:
+                    pass
             try:
                 conn.sendall(_STATUS.pack(b"X", int(code or 0)))
             except OSError:
@@ -210,10 +242,13 @@ def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
 
     ``parent``: exit once this pid is no longer our parent (Snakemake is gone). ``log``: a
     file, emptied at start, that gets one JSON line per forked job of this server (time, pid,
-    cwd, argv), for tests and debugging.
+    cwd, argv), for tests and debugging; beside it, :func:`_times_path` gets one line per
+    finished job (its wall and CPU seconds, ``benchmarks/snakemake_smoke.py``).
     """
-    if log:
-        open(log, "w", encoding="utf-8").close()
+    times = _times_path(log)
+    for kept in (log, times):
+        if kept:
+            open(kept, "w", encoding="utf-8").close()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     listener.bind(path)  # bind before the imports: early clients queue instead of failing
     listener.listen(128)
@@ -229,6 +264,10 @@ def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
 
         for name in PRELOAD:
             importlib.import_module(name)
+        if times:
+            with open(times, "a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"preload": round(time.process_time(), 4),
+                                     "end": round(time.time(), 3)}) + "\n")
         listener.settimeout(1.0)
         while True:
             try:
@@ -253,7 +292,7 @@ def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
                 pid = os.fork()
                 if pid == 0:
                     listener.close()
-                    _run_child(conn, request, fds)  # never returns
+                    _run_child(conn, request, fds, times)  # never returns
                 for fd in fds:
                     os.close(fd)
                 if log:

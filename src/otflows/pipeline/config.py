@@ -11,22 +11,27 @@ import copy
 import hashlib
 import json
 import math
+import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jsonschema import Draft202012Validator
-from jsonschema.exceptions import ValidationError
 
-__all__ = ["ParamsError", "validate_params", "load_params", "config_hash", "deep_merge",
-           "read_yaml", "check_yaml_files", "check_device"]
+if TYPE_CHECKING:  # jsonschema is imported only when a config is actually validated
+    from jsonschema.exceptions import ValidationError
+
+__all__ = ["ParamsError", "validate_params", "validate_params_cached", "load_params",
+           "config_hash", "deep_merge", "read_yaml", "check_yaml_files", "check_device"]
 
 # What PyYAML (YAML 1.1) reads as a float needs a '.' and a signed exponent: `1.0e6` and
 # `1e-3` are strings there (https://yaml.org/type/float.html); they are explained, not guessed.
 _FLOAT_LIKE = re.compile(r"^[-+]?(\d[\d_]*\.?\d*|\.\d+)[eE][-+]?\d+$")
 _NAME_PATTERN = "^[A-Za-z0-9][A-Za-z0-9_.-]*$"  # the schema's $defs/name
 _INT_CAP = 2**31 - 1  # every count, size and step number fits a C int
+# libyaml's parser where PyYAML was built with it: the same documents, ~10x faster to read
+# (the schema and params are read whenever the Snakefile is parsed, e.g. by every `-n`).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class ParamsError(ValueError):
@@ -147,7 +152,9 @@ def _cross_checks(config: dict) -> list[str]:
 
 def validate_params(config: dict, schema_path: str | Path) -> dict:
     """Fill defaults into ``config`` in place and validate it; raise ParamsError naming keys."""
-    root = yaml.safe_load(Path(schema_path).read_text())
+    from jsonschema import Draft202012Validator
+
+    root = yaml.load(Path(schema_path).read_text(), Loader=_SafeLoader)  # noqa: S506 - safe
     _fill_defaults(config, root, root)
     validator = Draft202012Validator(root)
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.path)))
@@ -163,7 +170,43 @@ def validate_params(config: dict, schema_path: str | Path) -> dict:
     return config
 
 
-class _StrictLoader(yaml.SafeLoader):
+def validate_params_cached(config: dict, schema_path: str | Path, cache: str | Path) -> dict:
+    """:func:`validate_params`, remembered in the file ``cache``: a config that passed once,
+    with the same schema file and this module unchanged, is filled from there without
+    validating again (every ``snakemake`` call, ``-n`` included, parses the Snakefile). A
+    config that is not plain JSON (NaN, non-string keys) is validated in full every time."""
+    try:
+        text = json.dumps(config, sort_keys=True, allow_nan=False)
+        plain = json.loads(text) == config
+    except (TypeError, ValueError):
+        plain = False
+    if not plain:
+        return validate_params(config, schema_path)
+    digest = hashlib.sha256()
+    for part in (text.encode(), Path(schema_path).read_bytes(), Path(__file__).read_bytes()):
+        digest.update(hashlib.sha256(part).digest())
+    key, cache = digest.hexdigest(), Path(cache)
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        stored = {}
+    if isinstance(stored, dict) and stored.get("key") == key and \
+            isinstance(stored.get("config"), dict):
+        config.clear()
+        config.update(stored["config"])
+        return config
+    validate_params(config, schema_path)  # raises ParamsError: nothing is remembered
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_name(f"{cache.name}.{os.getpid()}.tmp")
+        tmp.write_text(json.dumps({"key": key, "config": config}), encoding="utf-8")
+        os.replace(tmp, cache)
+    except (OSError, TypeError, ValueError):
+        pass  # a read-only tree: validated in full each time, as before
+    return config
+
+
+class _StrictLoader(_SafeLoader):
     """SafeLoader that refuses a mapping holding the same key twice."""
 
 
