@@ -26,10 +26,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import yaml
 
 from otflows.methods.ekp import make_trainer
 from otflows.metrics.mmd import mmd2_unbiased
+from otflows.pipeline.config import load_params
 from otflows.reports.claims.ekp import checkerboard_cell_share
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,7 +40,7 @@ _RUN_KEYS_EXCLUDED = ("datasets", "eval_samples", "iters_by_dataset")
 
 def _config(point: str) -> dict:
     """params.yaml's ``ekp`` run config with one ``key=value`` override (``base``: none)."""
-    ekp = yaml.safe_load((ROOT / "params.yaml").read_text())["ekp"]
+    ekp = load_params([ROOT / "params.yaml"], ROOT / "schemas" / "params.schema.yaml")["ekp"]
     cfg = {k: v for k, v in ekp.items() if k not in _RUN_KEYS_EXCLUDED}
     if point != "base":
         key, value = point.split("=")
@@ -61,7 +61,7 @@ def point(a: argparse.Namespace, dataset: str, name: str) -> dict:
     x = tr.sample(1000, gen).x.double().numpy()
     test = data["test"]
     scored = torch.as_tensor(test[:300], dtype=torch.float32)
-    nll_cnf = -float(tr.cnf_log_density(scored, gen).double().mean())
+    nll_cnf = -float(tr.cnf_log_density(scored).double().mean())
     nll_eq17 = -float(tr.log_density(test[:300]).mean())
     return {"dataset": dataset, "point": name, "seed": a.seed, "iters": cfg["iters"],
             "eps": cfg["eps"], "n_mc": cfg["n_mc"], "alpha": cfg["alpha"],

@@ -45,8 +45,9 @@ def gauss_kl(a: np.ndarray, b: np.ndarray) -> float:
 def config(args: argparse.Namespace) -> dict:
     """The default profile's ``qflow.mi`` run keys (params.yaml), with the CLI's changes."""
     return {"task": "pair", "width": 128, "n_layers": 2, "K": 4, "S": 3, "gamma": 0.05,
-            "lr": 0.003, "refine_lr": 0.0003, "batch_size": 256, "init_iters": args.init_iters,
-            "tot": args.tot, "E": 5, "E0": 20, "E_in": 3, "clf_width": 128, "clf_lr": 0.001,
+            "grad_checkpoint": False,
+            "lr": 0.003, "refine_lr": 0.00005, "batch_size": 256, "init_iters": args.init_iters,
+            "tot": args.tot, "E": 5, "E0": 20, "E_in": 20, "clf_width": 128, "clf_lr": 0.001,
             "dre": True, "baselines": False, "ratio_width": 128, "ratio_head": args.head,
             "ratio_intervals": args.L,
             "ratio_iters": args.ratio_iters, "ratio_lr": args.ratio_lr, "field_grid": 0,

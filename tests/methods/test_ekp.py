@@ -32,7 +32,8 @@ from otflows.methods.ekp import (
 )
 from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
-TINY = {"width": 16, "n_layers": 4, "eps": 1.0, "alpha": 1e-5, "lr": 1e-3, "batch_size": 64,
+TINY = {"width": 16, "n_layers": 4, "quadratic_base": False,
+        "eps": 1.0, "alpha": 6.4e-4, "lr": 1e-3, "batch_size": 64,
         "n_mc": 8, "iters": 6, "n_mc_flow": 8, "flow_batch": 64, "rtol": 1e-2, "atol": 1e-2,
         "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "mass_grid": 8,
         "field_grid": 12}
@@ -287,7 +288,8 @@ def test_samples_shape_and_finite_log_densities(toy):
     assert np.isfinite(ev.samples).all()
     assert all(math.isfinite(v) for v in ev.metrics.values()), ev.metrics
     for key in ("nll_nats", "nll_closed_form_nats", "transport_cost", "dual_objective",
-                "constraint_residual", "n_parameters", "density_mass"):
+                "constraint_residual", "n_parameters", "density_mass", "density_mass_error",
+                "samples_outside_mass_box"):
         assert key in ev.metrics
     assert ev.extras["flow_logp"].shape == (5, 12, 12)
     assert ev.extras["flow_velocity"].shape == (5, 16, 16, 2)

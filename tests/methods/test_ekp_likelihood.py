@@ -20,7 +20,8 @@ from otflows.data.toy import sample_toy
 from otflows.methods.ekp import cnf_log_likelihood, make_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
-SMALL = {"width": 32, "n_layers": 4, "eps": 1.0, "alpha": 1e-5, "lr": 3e-3, "batch_size": 128,
+SMALL = {"width": 32, "n_layers": 4, "quadratic_base": False,
+         "eps": 1.0, "alpha": 1.28e-3, "lr": 3e-3, "batch_size": 128,
          "n_mc": 16, "iters": 40, "n_mc_flow": 16, "flow_batch": 4096, "rtol": 1e-4,
          "atol": 1e-4, "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "mass_grid": 48,
          "field_grid": 12}
@@ -38,7 +39,7 @@ def trained() -> object:
 
 def test_cnf_density_of_a_trained_model_integrates_to_one(trained):
     # With ReLU potentials (App. D) this mass was 1.1-7 (default checkerboard: 6.56).
-    mass = trained.density_mass(torch.Generator().manual_seed(0))
+    mass = trained.density_mass().mass
     assert abs(mass - 1.0) < 0.01, mass
 
 

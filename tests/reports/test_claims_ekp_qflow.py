@@ -116,9 +116,10 @@ def test_e3(tmp_path):
 
 
 def test_e4():
-    def ev(inside=0.99, outside=0.008, drop=()):
+    def ev(inside=0.99, outside=0.008, quad=0.002, drop=()):
         return Evidence({("ekp", f"toy-{d}"): {"density_mass": inside,
-                                               "samples_outside_mass_box": outside}
+                                               "samples_outside_mass_box": outside,
+                                               "density_mass_error": quad}
                          for d in TOY_DATASETS if d not in drop})
 
     v = _judge(ekp, "E4", ev())
@@ -128,11 +129,18 @@ def test_e4():
     assert v.status == NOT_REPRODUCED and "0/8" in v.measured and "6.5600" in v.note
     v = _judge(ekp, "E4", ev(inside=0.97, outside=0.0))
     assert v.status == NOT_REPRODUCED
+    # A mass of 1 on a grid that does not resolve the density to 1 % decides nothing.
+    v = _judge(ekp, "E4", ev(quad=0.02))
+    assert v.status == NOT_REPRODUCED and "too coarse" in v.note and "±0.0200" in v.note
     v = _judge(ekp, "E4", ev(drop=("moons",)))
     assert v.status == NOT_RUN and "toy-moons" in v.note
     v = _judge(ekp, "E4", Evidence({("ekp", f"toy-{d}"): {"density_mass": 1.0}
                                     for d in TOY_DATASETS}))
     assert v.status == NOT_RUN and "samples_outside_mass_box" in v.note
+    v = _judge(ekp, "E4", Evidence({("ekp", f"toy-{d}"): {"density_mass": 1.0,
+                                                          "samples_outside_mass_box": 0.0}
+                                    for d in TOY_DATASETS}))
+    assert v.status == NOT_RUN and "density_mass_error" in v.note
 
 
 # --------------------------------------------------------------------------------- Q-flow

@@ -8,7 +8,8 @@ training); the flow, its density and samples are then read off the potentials.
 Modules: ``potentials`` (the ϕ, ψ networks, App. D), ``transform`` (the MC heat smoothing of
 eq. 16, the (c, ε)-transform of eqs. 7/19, the dual of eqs. 12/15), ``flow`` (the flow of
 eqs. 16–18, its density eq. 17, dopri5 sampling and the CNF likelihood), ``gaussian``
-(App. C's closed-form Gaussian interpolations), ``config`` (the run config) and ``trainer``
+(App. C's closed-form Gaussian interpolations), ``mass`` (the grid integral of the CNF
+density and its quadrature-error estimate, claim E4), ``config`` (the run config) and ``trainer``
 (Algorithm 1, eqs. 20–21, and the evaluation). Each module's docstring lists where it departs
 from the paper's printed signs and factors.
 """
@@ -19,6 +20,7 @@ from otflows.methods.ekp.gaussian import (
     entropic_interpolation_covariance,
     w2_geodesic_covariance,
 )
+from otflows.methods.ekp.mass import GridMass, grid_mass
 from otflows.methods.ekp.potentials import Potential, PotentialMLP
 from otflows.methods.ekp.trainer import FIELD_TIMES, EKPTrainer, make_trainer
 from otflows.methods.ekp.transform import (
@@ -37,6 +39,7 @@ __all__ = [
     "EKPFlow",
     "EKPTrainer",
     "FlowSamples",
+    "GridMass",
     "Potential",
     "PotentialMLP",
     "c_eps_transform",
@@ -45,6 +48,7 @@ __all__ = [
     "dual_terms",
     "dual_terms_from_values",
     "entropic_interpolation_covariance",
+    "grid_mass",
     "log_heat_smoothing",
     "make_trainer",
     "sample_flow",

@@ -16,6 +16,7 @@ class EKPConfig:
 
     width: int = spec(min=1)  # hidden width of both potentials
     n_layers: int = spec(min=2)  # fully connected layers per potential
+    quadratic_base: bool = spec()  # add −ε‖x−m‖²/(2v) to ϕ, −ε‖y‖²/2 to ψ (potentials.py)
     eps: float = spec(gt=0)  # entropic regularisation ε
     alpha: float = spec()  # L2 penalty α of eqs. (20)-(21)
     lr: float = spec(gt=0)  # Adam step size η of Algorithm 1

@@ -33,7 +33,7 @@ from otflows.distributions import standard_normal_log_prob
 from otflows.methods.ekp.potentials import Potential
 
 __all__ = ["DualTerms", "c_eps_transform", "coupling", "dual_terms", "dual_terms_from_values",
-           "log_heat_smoothing"]
+           "i_tilde", "j_tilde", "log_heat_smoothing"]
 
 
 def log_heat_smoothing(f: Potential, y: Tensor, s: float, eps: float, noise: Tensor) -> Tensor:
@@ -115,3 +115,33 @@ def dual_terms(phi: Potential, psi: Potential, x: Tensor, z: Tensor, eps: float,
     """
     phi_c = c_eps_transform(phi, z, eps, noise, standard_normal_log_prob(z))
     return dual_terms_from_values(phi(x), psi(z), phi_c, eps)
+
+
+def j_tilde(phi: Potential, psi_z: Tensor, x: Tensor, z: Tensor, eps: float, alpha: float,
+            noise_z: Tensor) -> tuple[Tensor, Tensor]:
+    """J̃(ϕ) of eq. (20) on one batch, and the ϕ^(c,ε)(z) it used (``[m]``).
+
+    J̃ = E_μ ϕ + E_ν ϕ^(c,ε) − ε E_ν exp((ψ − ϕ^(c,ε))/ε) − α E_ν (ϕ^(c,ε) − ψ)²: D_ε with the
+    auxiliary variable, coupling as in eq. (12), penalty subtracted (the objective is
+    ascended; eq. 20 prints +α). Every term is a batch mean, so the objective estimates
+    the same functional whatever the batch size: ‖·‖² is the L²(ν) norm (an expectation).
+    A sum over the batch made α's weight grow with B (α 1e-3 × B 256 ≈ 0.26 per point).
+    x: data ``[n, d]``; z ~ ν ``[m, d]``; psi_z = ψ(z) ``[m]``; noise_z ``[m, N, d]``.
+    """
+    phi_c = c_eps_transform(phi, z, eps, noise_z, standard_normal_log_prob(z))
+    value = (phi(x).mean() + phi_c.mean() - eps * coupling(psi_z, phi_c, eps)
+             - alpha * (phi_c - psi_z).pow(2).mean())
+    return value, phi_c
+
+
+def i_tilde(psi: Potential, phi_c: Tensor, x: Tensor, z: Tensor, eps: float, alpha: float,
+            noise_x: Tensor) -> Tensor:
+    """Ĩ(ψ) of eq. (21) on one batch (batch means, as :func:`j_tilde`).
+
+    Ĩ = E_ν ψ + E_μ ψ^(c,ε) − ε E_ν exp((ψ − ϕ^(c,ε))/ε) − α E_ν (ϕ^(c,ε) − ψ)², with ϕ fixed
+    through phi_c = ϕ^(c,ε)(z) ``[m]``; ψ^(c,ε) = ε log p_D − ε log H_ε[e^{ψ/ε}] without its
+    constant E_μ[ε log p_D] (dropped after eq. 19); noise_x ``[n, N, d]``.
+    """
+    psi_z = psi(z)
+    return (psi_z.mean() + c_eps_transform(psi, x, eps, noise_x).mean()
+            - eps * coupling(psi_z, phi_c, eps) - alpha * (phi_c - psi_z).pow(2).mean())

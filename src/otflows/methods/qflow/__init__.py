@@ -29,24 +29,28 @@ Implemented here:
   log p − log q = −∫₀¹ s dt (midpoint rule, 32 nodes);
 * every DRE net's logit family is ``ratio_head``: a SiLU MLP, or quadratic forms (TRE's heads
   for Gaussian problems); the initial flow is kept frozen (``f_initial``) so that its cost and
-  MMD² are scored on the evaluation points beside the refined flow's (claim Q3).
+  MMD² are scored on the evaluation points beside the refined flow's (claim Q3);
+* ``grad_checkpoint``: Algorithm 1's backward pass recomputes each grid interval's RK4
+  stages instead of keeping them (peak memory of one step ÷ 2.7-2.9, issue 23).
 
-What the missing appendices would have fixed, and our choices (documented once here):
-an Algorithm-1 "epoch" is one minibatch step (the harness counts steps); the grid is uniform;
+What the missing appendices would have fixed, and our choices (documented once here): an
+Algorithm-1 "epoch" is one minibatch step (the harness counts steps); the grid is uniform;
 the velocity is an MLP on (x, t) with SiLU activations (width × n_layers); the classifiers
-are 2-hidden-layer SiLU MLPs; the E_in classifier steps reuse the pushed samples of the
-flow step (the paper notes they are already computed) with fresh samples of the other
-side; the bridge of the ratio net and of TRE-on-Q-flow is P_{t_k} = (T_0^{t_k})#P for
-k < L and the Q samples themselves at k = L (so the telescoped estimate stays consistent
-when T_0^1#P ≠ Q exactly); the ratio grid is integrated with max(1, ⌈K·S/L⌉) sub-steps per
-interval; bridge minibatches are drawn independently at every k; the initial flow uses
-``lr`` and Algorithm 1 a separate, smaller ``refine_lr`` (the classifier-KL term is
-adversarial: at the initial-flow step size the flow exploits r₁ and diverges); TRE's
-waymarks use α_k = k/L; Adam for every network; the two-CNF initialisation of §3.3 is not
-implemented (the linear interpolant is). §4.4: the ratio net is trained between F⁻¹#P and
-N(0, I), not in pixel space (log p − log q is invariant under the common bijection F),
-and BPD comes from log p̂ = log q − ∫ r ds; the improved sampler (F ∘ T_1^0)#N(0, I) is
-not scored.
+are 2-hidden-layer SiLU MLPs; E_in is 20 in the default profile (§3.2: "diligent updates" of
+r₁, r̃₀ are crucial; the authors' 2-D code runs ~40 classifier steps per θ step; at 3, r₁'s
+loss stays at chance, 2 ln 2, and the refined pushforward drifts from Q); the E_in
+classifier steps reuse the pushed samples of the flow step (the paper notes they are already
+computed) with fresh samples of the other side; the bridge of the ratio net and of
+TRE-on-Q-flow is P_{t_k} = (T_0^{t_k})#P for k < L and the Q samples themselves at k = L (so
+the telescoped estimate stays consistent when T_0^1#P ≠ Q exactly); the ratio grid is
+integrated with max(1, ⌈K·S/L⌉) sub-steps per interval; bridge minibatches are drawn
+independently at every k; the initial flow uses ``lr`` and Algorithm 1 a separate, smaller
+``refine_lr`` (the classifier-KL term is adversarial: at the initial-flow step size the flow
+exploits r₁ and diverges); TRE's waymarks use α_k = k/L; Adam for every network; the two-CNF
+initialisation of §3.3 is not implemented (the linear interpolant is). §4.4: the ratio net
+is trained between F⁻¹#P and N(0, I), not in pixel space (log p − log q is invariant under
+the common bijection F), and BPD comes from log p̂ = log q − ∫ r ds; the improved
+sampler (F ∘ T_1^0)#N(0, I) is not scored.
 
 Tasks (``cfg["task"]``): ``toy`` — P = N(0, I), Q = the toy samples (the shared 2-D
 benchmark; log-density by the instantaneous change of variables with the exact divergence);

@@ -27,6 +27,7 @@ class QFlowConfig:
     K: int = spec(min=1)  # W₂ grid intervals (eq. (7))
     S: int = spec(min=1)  # RK4 sub-steps per interval (§3.2: 3-5)
     gamma: float = spec(min=0)  # weight γ of the W₂ term (eq. (3))
+    grad_checkpoint: bool = spec()  # Algorithm 1: recompute each grid interval in backward
     lr: float = spec(gt=0)  # Adam, velocity, initial flow
     refine_lr: float = spec(gt=0)  # Adam, velocity, Algorithm 1 (smaller: KL is adversarial)
     batch_size: int = spec(min=2)  # samples of P and of Q per step

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint as _recompute
 
 from otflows.ode import rk4
 
@@ -47,14 +48,24 @@ class VelocityNet(nn.Module):
         return self.out(h)
 
 
-def grid_path(f: VelocityNet, x: Tensor, grid: Tensor, substeps: int, reverse: bool = False
-              ) -> list[Tensor]:
+def grid_path(f: VelocityNet, x: Tensor, grid: Tensor, substeps: int, reverse: bool = False,
+              recompute: bool = False) -> list[Tensor]:
     """States at every grid time: T_0^{t_k}(x) for k = 0..K (``reverse``: T_1^{t_k}(x) for
-    k = K..0, listed in integration order). x ``[n, d]``; RK4 with ``substeps`` per interval."""
+    k = K..0, listed in integration order). x ``[n, d]``; RK4 with ``substeps`` per interval.
+
+    ``recompute`` (gradient checkpointing): autograd keeps only the grid states and re-runs
+    one interval's RK4 stages during the backward pass, so the graph holds one interval's
+    activations instead of K; same values and gradients, one extra forward pass."""
     times = grid.flip(0) if reverse else grid
     states = [x]
     for a, b in zip(times[:-1].tolist(), times[1:].tolist(), strict=True):
-        states.append(rk4(lambda t, y: f(y, t), states[-1], a, b, substeps))
+        def step(y: Tensor, a: float = a, b: float = b) -> Tensor:
+            return rk4(lambda t, z: f(z, t), y, a, b, substeps)
+
+        if recompute and torch.is_grad_enabled():
+            states.append(_recompute(step, states[-1], use_reentrant=False))
+        else:
+            states.append(step(states[-1]))
     return states
 
 

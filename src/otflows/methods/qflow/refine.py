@@ -57,7 +57,7 @@ def refine_step(cfg: QFlowConfig, f: VelocityNet, opt_f: torch.optim.Optimizer,
                                not forward)[-1]
         classifier_steps(clf, opt, pushed, sampler, dst, cfg.E0)
     x = sampler.batch(src)
-    states = grid_path(f, x, grid, cfg.S, not forward)
+    states = grid_path(f, x, grid, cfg.S, not forward, cfg.grad_checkpoint)
     kl = -clf(states[-1]).mean()  # eq. (6) / its Q→P analogue
     w2 = path_cost(states, grid)  # eq. (7)
     loss = kl + cfg.gamma * w2  # eq. (3)
