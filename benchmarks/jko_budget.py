@@ -74,6 +74,16 @@ def point(a: argparse.Namespace, dataset: str, iters: int) -> dict:
             "train_cpu_s": round(cpu, 1)}
 
 
+def append_row(path: Path, fields: list[str], row: dict) -> None:
+    """Append one row to a CSV file, writing the header first if the file is new."""
+    new = not path.exists()
+    with path.open("a", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields)
+        if new:
+            w.writeheader()
+        w.writerow(row)
+
+
 def run(a: argparse.Namespace) -> None:
     """Train every (dataset, iters) point and append its row to the CSV."""
     torch.set_num_threads(1)
@@ -82,12 +92,7 @@ def run(a: argparse.Namespace) -> None:
     for ds in a.datasets:
         for iters in a.iters:
             row = point(a, ds, iters)
-            new = not path.exists()
-            with path.open("a", newline="") as f:
-                w = csv.DictWriter(f, fieldnames=FIELDS)
-                if new:
-                    w.writeheader()
-                w.writerow(row)
+            append_row(path, FIELDS, row)
             print(f"{ds:13s} {row['schedule']:26s} iters {iters:5d}  single "
                   f"{row['single_mmd2']:.2e}  JKO {row['jko_mmd2']:.2e}  "
                   f"({row['train_cpu_s']} CPU s)", flush=True)

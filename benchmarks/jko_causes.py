@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from jko_budget import append_row  # same folder: the budget curves' CSV writer
 
 from otflows.data.toy import sample_toy
 from otflows.methods.jko import JKOTrainer
@@ -101,12 +102,7 @@ def run(a: argparse.Namespace) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     for seed in a.seeds:
         row = point(a, seed)
-        new = not path.exists()
-        with path.open("a", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=FIELDS)
-            if new:
-                w.writeheader()
-            w.writerow(row)
+        append_row(path, FIELDS, row)
         print(" ".join(f"{k}={v:.2e}" if isinstance(v, float) and k != "lr" else f"{k}={v}"
                        for k, v in row.items()), flush=True)
 
