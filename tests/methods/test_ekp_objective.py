@@ -35,7 +35,7 @@ def test_objective_on_a_batch_is_the_mean_of_the_objective_on_its_sub_batches(wh
 
     def value(sl: slice) -> float:
         if which == "J":
-            return float(j_tilde(_phi, _psi(z[sl]), x[sl], z[sl], EPS, ALPHA, noise[sl])[0])
+            return float(j_tilde(_phi, _psi(z[sl]), x[sl], z[sl], EPS, ALPHA, noise[sl]))
         phi_c = c_eps_transform(_phi, z[sl], EPS, noise[sl], standard_normal_log_prob(z[sl]))
         return float(i_tilde(_psi, phi_c, x[sl], z[sl], EPS, ALPHA, noise[sl]))
 

@@ -90,7 +90,7 @@ class EKPTrainer:
         # ϕ-step, eq. (20), ψ fixed; then the ψ-step, eq. (21), with the updated ϕ fixed.
         with torch.no_grad():
             psi_z = self.psi(z)
-        j_val, _ = j_tilde(self.phi, psi_z, x, z, eps, c.alpha, noise_z)
+        j_val = j_tilde(self.phi, psi_z, x, z, eps, c.alpha, noise_z)
         self.opt_phi.zero_grad(set_to_none=True)
         (-j_val).backward()
         self.opt_phi.step()

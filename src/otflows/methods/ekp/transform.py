@@ -118,8 +118,8 @@ def dual_terms(phi: Potential, psi: Potential, x: Tensor, z: Tensor, eps: float,
 
 
 def j_tilde(phi: Potential, psi_z: Tensor, x: Tensor, z: Tensor, eps: float, alpha: float,
-            noise_z: Tensor) -> tuple[Tensor, Tensor]:
-    """J̃(ϕ) of eq. (20) on one batch, and the ϕ^(c,ε)(z) it used (``[m]``).
+            noise_z: Tensor) -> Tensor:
+    """J̃(ϕ) of eq. (20) on one batch (a scalar).
 
     J̃ = E_μ ϕ + E_ν ϕ^(c,ε) − ε E_ν exp((ψ − ϕ^(c,ε))/ε) − α E_ν (ϕ^(c,ε) − ψ)²: D_ε with the
     auxiliary variable, coupling as in eq. (12), penalty subtracted (the objective is
@@ -129,9 +129,8 @@ def j_tilde(phi: Potential, psi_z: Tensor, x: Tensor, z: Tensor, eps: float, alp
     x: data ``[n, d]``; z ~ ν ``[m, d]``; psi_z = ψ(z) ``[m]``; noise_z ``[m, N, d]``.
     """
     phi_c = c_eps_transform(phi, z, eps, noise_z, standard_normal_log_prob(z))
-    value = (phi(x).mean() + phi_c.mean() - eps * coupling(psi_z, phi_c, eps)
-             - alpha * (phi_c - psi_z).pow(2).mean())
-    return value, phi_c
+    return (phi(x).mean() + phi_c.mean() - eps * coupling(psi_z, phi_c, eps)
+            - alpha * (phi_c - psi_z).pow(2).mean())
 
 
 def i_tilde(psi: Potential, phi_c: Tensor, x: Tensor, z: Tensor, eps: float, alpha: float,

@@ -140,14 +140,17 @@ def checkerboard_cell_share(points: np.ndarray,
     return float(np.mean(hit))
 
 
-def _missing(evidence: Evidence) -> list[str]:
-    return [d for d in TOY_DATASETS if not evidence.has(METHOD, f"toy-{d}")]
+def _toy_metrics(evidence: Evidence, *keys: str) -> tuple[list[str], dict[str, tuple]]:
+    """The toys without an ekp run, and for every other toy its metrics ``keys`` in order."""
+    missing = [d for d in TOY_DATASETS if not evidence.has(METHOD, f"toy-{d}")]
+    return missing, {d: tuple(evidence.value(METHOD, f"toy-{d}", k) for k in keys)
+                     for d in TOY_DATASETS if d not in missing}
 
 
 def _e2(evidence: Evidence) -> Verdict:
-    missing = _missing(evidence)
-    present = [d for d in TOY_DATASETS if d not in missing]
-    mmd = {d: evidence.value(METHOD, f"toy-{d}", "mmd2") for d in present}
+    missing, values = _toy_metrics(evidence, "mmd2")
+    present = list(values)
+    mmd = {d: v[0] for d, v in values.items()}
     share = None
     if "checkerboard" in present:
         cells = checkerboard_cells()
@@ -173,13 +176,10 @@ def _e2(evidence: Evidence) -> Verdict:
 
 # --------------------------------------------------------------------------------------- E3
 def _e3(evidence: Evidence) -> Verdict:
-    missing = _missing(evidence)
-    present = [d for d in TOY_DATASETS if d not in missing]
-    gap = {}
-    for d in present:
-        cnf = evidence.value(METHOD, f"toy-{d}", "nll_nats")  # CNF change of variables
-        eq17 = evidence.value(METHOD, f"toy-{d}", "nll_closed_form_nats")  # eq. 17 density
-        gap[d] = (abs(cnf - eq17), cnf, eq17)
+    # nll_nats: the CNF change of variables; nll_closed_form_nats: the eq. 17 density
+    missing, values = _toy_metrics(evidence, "nll_nats", "nll_closed_form_nats")
+    present = list(values)
+    gap = {d: (abs(cnf - eq17), cnf, eq17) for d, (cnf, eq17) in values.items()}
     bad = sorted((d for d in present if not gap[d][0] <= E3_AGREE), key=lambda d: -gap[d][0])
     board = min(gap["checkerboard"][1:]) if "checkerboard" in gap else None
     failed = bool(bad) or (board is not None and not board >= E3_ENTROPY)
@@ -209,16 +209,14 @@ def _e3(evidence: Evidence) -> Verdict:
 
 # --------------------------------------------------------------------------------------- E4
 def _e4(evidence: Evidence) -> Verdict:
-    missing = _missing(evidence)
-    present = [d for d in TOY_DATASETS if d not in missing]
-    total = {}
-    for d in present:
-        inside = evidence.value(METHOD, f"toy-{d}", "density_mass")  # grid integral of p
-        outside = evidence.value(METHOD, f"toy-{d}", "samples_outside_mass_box")  # MC share
-        # The grid's own quadrature-error estimate (methods/ekp/mass.py): a mass is only
-        # decided within 1 % when the grid resolves the density to that accuracy.
-        quad = evidence.value(METHOD, f"toy-{d}", "density_mass_error")
-        total[d] = (inside + outside, inside, quad)
+    # density_mass: the grid integral of p; samples_outside_mass_box: the MC share outside
+    # it; density_mass_error: the grid's own quadrature-error estimate (methods/ekp/mass.py):
+    # a mass is only decided within 1 % when the grid resolves the density to that accuracy.
+    missing, values = _toy_metrics(evidence, "density_mass", "samples_outside_mass_box",
+                                   "density_mass_error")
+    present = list(values)
+    total = {d: (inside + outside, inside, quad)
+             for d, (inside, outside, quad) in values.items()}
     off = {d for d in present if not abs(total[d][0] - 1.0) <= E4_TOL}
     coarse = {d for d in present if not total[d][2] <= E4_TOL}
     bad = sorted(off | coarse, key=lambda d: -abs(total[d][0] - 1.0))
