@@ -289,10 +289,11 @@ def test_samples_shape_and_finite_log_densities(toy):
     assert all(math.isfinite(v) for v in ev.metrics.values()), ev.metrics
     for key in ("nll_nats", "nll_closed_form_nats", "transport_cost", "dual_objective",
                 "constraint_residual", "n_parameters", "density_mass", "density_mass_error",
-                "samples_outside_mass_box"):
+                "samples_outside_mass_box", "semi_dual_mc_bias"):
         assert key in ev.metrics
     assert ev.extras["flow_logp"].shape == (5, 12, 12)
     assert ev.extras["flow_velocity"].shape == (5, 16, 16, 2)
+    assert ev.extras["flow_samples"].shape == (5, 400, 2)
     logp = tr.log_density(toy[1])
     assert logp.shape == (60,) and np.isfinite(logp).all()
     np.testing.assert_array_equal(logp, tr.log_density(toy[1]))  # deterministic
@@ -309,3 +310,18 @@ def test_config_names_unknown_missing_and_bad_keys(toy):
         make_trainer({**TINY, "eps": 0.0}, toy[0], 0, torch.device("cpu"))
     with pytest.raises(ValueError, match=r"ekp\.n_layers=1; expected a number >= 2"):
         make_trainer({**TINY, "n_layers": 1}, toy[0], 0, torch.device("cpu"))
+
+
+def test_fig1_samples_are_the_flows_samples_at_every_time(toy):
+    # Fig. 1's dots: N(0, I) draws at t = 1, pushed back by the model's own flow; at t = 0 they
+    # are what sample_flow gives for the same draws, and each time comes from one solve.
+    tr = make_trainer(TINY, toy[0], 0, torch.device("cpu"))
+    for _ in range(TINY["iters"]):
+        tr.train_step()
+    times = (0.0, 0.5, 1.0)
+    path = tr.field(times=times, samples=30)["flow_samples"]
+    z = torch.randn(30, 2, generator=torch.Generator().manual_seed(0 + 11))
+    np.testing.assert_array_equal(path[2], z.double().numpy())
+    end = sample_flow(tr._density_flow(), z, TINY["rtol"], TINY["atol"]).x
+    np.testing.assert_allclose(path[0], end.double().numpy(), atol=0.05)
+    assert np.abs(path[1] - path[2]).max() > 1e-3  # the middle time is not a copy of t = 1

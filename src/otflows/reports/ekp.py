@@ -29,12 +29,12 @@ def _toy_name(run: dict) -> str:
 
 def _logp_image(ax: plt.Axes, gx: np.ndarray, gy: np.ndarray, logp: np.ndarray,
                 top: float | None = None) -> object:
-    """Heat map of log ρ clipped to [top − EKP_LOGP_RANGE, top] (top: its maximum if None)."""
+    """Heat map of log ρ − top clipped to [−EKP_LOGP_RANGE, 0] (top: its maximum if None):
+    relative values, so that one colour bar reads for panels with different maxima."""
     if top is None:
         top = float(np.nanmax(logp[np.isfinite(logp)]))
-    image = ax.pcolormesh(gx, gy, np.clip(logp, top - EKP_LOGP_RANGE, top), cmap="viridis",
-                          vmin=top - EKP_LOGP_RANGE, vmax=top, shading="auto",
-                          rasterized=True)
+    image = ax.pcolormesh(gx, gy, np.clip(logp - top, -EKP_LOGP_RANGE, 0.0), cmap="viridis",
+                          vmin=-EKP_LOGP_RANGE, vmax=0.0, shading="auto", rasterized=True)
     _axis_ticks(ax)
     return image
 
@@ -67,7 +67,7 @@ def figure_ekp_densities(inputs: list[Path], out: Path) -> None:
                          f"runs with a density grid")
     fig, axes = plt.subplots(3, len(runs), figsize=(2.6 * len(runs) + 1.2, 8.2),
                              squeeze=False, layout="constrained")
-    images = [None, None, None]
+    images: list[object] = [None, None]
     for j, run in enumerate(runs):
         gx, gy = run["grid_x"], run["grid_y"]
         true = _histogram_logp(_toy_name(run), gx, gy)
@@ -76,22 +76,27 @@ def figure_ekp_densities(inputs: list[Path], out: Path) -> None:
         images[0] = _logp_image(axes[0, j], gx, gy, true, top)
         axes[0, j].set_title(_toy_name(run))
         images[1] = _logp_image(axes[1, j], gx, gy, run["grid_logp"], top)
+        # Samples as dots on the same box (a 60² histogram of 1000 draws showed 0–4 counts
+        # per bin: speckle, not shape).
         x = run["samples"]
-        *_, images[2] = axes[2, j].hist2d(x[:, 0], x[:, 1], bins=60, cmap="viridis",
-                                          range=[[gx[0], gx[-1]], [gy[0], gy[-1]]],
-                                          rasterized=True)
+        axes[2, j].scatter(x[:, 0], x[:, 1], s=2, alpha=0.5, color="C0", linewidths=0,
+                           rasterized=True)
+        axes[2, j].set_xlim(gx[0], gx[-1])
+        axes[2, j].set_ylim(gy[0], gy[-1])
         _axis_ticks(axes[2, j])
-    labels = ("log-density, nats (clipped)", "log-density, nats (clipped)", "samples per bin")
-    for i, name in enumerate(("true log-density", "log ρ₀^ε (eq. 17)", "samples")):
+    for i, name in enumerate(("true log-density", "log ρ₀^ε (eq. 17)",
+                              f"{len(runs[0]['samples'])} samples (flow from N(0, I))")):
         axes[i, 0].set_ylabel(name)
-        fig.colorbar(images[i], ax=axes[i, :], shrink=0.85, label=labels[i])
+    fig.colorbar(images[1], ax=axes[:2, :], shrink=0.6,
+                 label="log-density − max of the true one, nats")
     fig.suptitle("EKP Fig. 2: true log-density, estimated log-density, generated samples "
                  f"(colour: top {EKP_LOGP_RANGE:g} nats of each toy)")
     save_figure(fig, out)
 
 
 def figure_ekp_field(inputs: list[Path], out: Path) -> None:
-    """EKP Fig. 1: v_t (arrows) over log ρ_t (heat map) at t = 0, .25, .5, .75, 1; one run."""
+    """EKP Fig. 1: v_t (arrows) over log ρ_t (heat map) and the flow's samples (dots) at
+    t = 0, .25, .5, .75, 1; one run."""
     if len(inputs) != 1:
         raise ValueError(f"ekp-field draws one run; got {len(inputs)} inputs")
     run = load_runs(inputs)[0]
@@ -107,10 +112,16 @@ def figure_ekp_field(inputs: list[Path], out: Path) -> None:
         v = run["flow_velocity"][i]
         ax.quiver(run["flow_arrow_x"], run["flow_arrow_y"], v[..., 0], v[..., 1],
                   color="black", angles="xy", width=0.004)
+        if "flow_samples" in run:  # N(0, I) draws pushed back along v_t (older runs: none)
+            xs = run["flow_samples"][i]
+            ax.scatter(xs[:, 0], xs[:, 1], s=3, color="tab:red", linewidths=0, alpha=0.8,
+                       rasterized=True)
+            ax.set_xlim(run["flow_x"][0], run["flow_x"][-1])
+            ax.set_ylim(run["flow_y"][0], run["flow_y"][-1])
         ax.set_title(f"t = {t:g}")
-    fig.colorbar(image, ax=axes[0, :], shrink=0.9, label="log ρ_t, nats (clipped)")
-    fig.suptitle(f"EKP Fig. 1 ({_toy_name(run)}): v_t over log ρ_t, data at t = 0, "
-                 f"N(0, I) at t = 1")
+    fig.colorbar(image, ax=axes[0, :], shrink=0.9, label="log ρ_t − max over t, nats")
+    fig.suptitle(f"EKP Fig. 1 ({_toy_name(run)}): v_t (arrows) over log ρ_t, and samples "
+                 f"(red) flowing from N(0, I) at t = 1 to the data at t = 0")
     save_figure(fig, out)
 
 

@@ -23,7 +23,7 @@ from otflows.methods.ekp.potentials import Potential
 from otflows.methods.ekp.transform import log_heat_smoothing
 from otflows.ode import dopri5, rk4
 
-__all__ = ["EKPFlow", "FlowSamples", "cnf_log_likelihood", "sample_flow"]
+__all__ = ["EKPFlow", "FlowSamples", "cnf_log_likelihood", "sample_flow", "sample_path"]
 
 # Points pushed through a potential at once when the flow is evaluated ([chunk · M, d]).
 _FLOW_POINTS = 1 << 16
@@ -124,6 +124,22 @@ def sample_flow(flow: EKPFlow, z: Tensor, rtol: float, atol: float,
     end = _integrate(rhs, state0, 1.0, 0.0, rtol, atol, rk4_steps)
     # Integrated backwards: the kinetic state ends at −∫_0^1 ½‖v‖² dt.
     return FlowSamples(x=end[:, :d], kinetic=-end[:, d])
+
+
+def sample_path(flow: EKPFlow, z: Tensor, times: tuple[float, ...], rtol: float,
+                atol: float) -> Tensor:
+    """Positions ``[T, n, d]`` at each of ``times`` (in [0, 1]) of z ``[n, d]`` ~ N(0, I) at
+    t = 1 pushed back along v_t by one dopri5 solve (App. D): the samples of Fig. 1."""
+    grid = [1.0, *sorted({float(t) for t in times if float(t) < 1.0}, reverse=True)]
+    if len(grid) == 1:
+        return z[None].expand(len(times), *z.shape).clone()
+
+    def rhs(t: Tensor, y: Tensor) -> Tensor:
+        return flow.velocity(float(t), y)[0]
+
+    with torch.no_grad():
+        path = dopri5(rhs, z, torch.tensor(grid, dtype=z.dtype), rtol=rtol, atol=atol)
+    return torch.stack([path[grid.index(min(float(t), 1.0))] for t in times])
 
 
 def cnf_log_likelihood(flow: EKPFlow, x: Tensor, rtol: float, atol: float,

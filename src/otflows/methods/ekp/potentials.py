@@ -33,6 +33,15 @@ variance 1.72 for 1.5), so that sampler was not kept.
 Nor the L2 penalty: it also blows up with α 10× smaller. With ψ frozen at ε log ν the
 ϕ-steps alone stay stable for 400 steps (dual −4.6 → −3.1, ϕ(0) → −5): the runaway comes
 from the ψ-steps of the alternating ascent (eq. 21), still open (issue 19).
+What the ascent exploits (tests/methods/test_ekp_mc_transform.py): eq. (19)'s ε log of an
+N-sample mean overestimates the transforms by a Jensen bias that grows without bound as a
+potential peaks against the proposal N(·, ε). For ψ = −ε‖y‖²/(2q) on the checkerboard the
+exact semi-dual I falls 2.37 → −24.6 from q = 1 to 0.03 while its N = 64 estimate rises
+2.45 → 7.18; ψ's semi-dual ascent alone collapses ρ_1 (covariance 0.85 → 0.001 in 400
+steps). Sampling ψ's side from N(x/(1+ε), ε/(1+ε)) (exact for the quadratic) stops that
+collapse but not the alternating run's blow-up at ~250 steps; ψ fitted to ϕ^(c,ε) with ϕ on
+its semi-dual (eq. 15) is stable to 500 steps, then ϕ peaks: J reads −1.0 with N = 64 but
+−14.6 with N = 4096. Metric ``semi_dual_mc_bias`` (J at N minus J at 16N) reports it.
 """
 
 from __future__ import annotations

@@ -29,7 +29,13 @@ from torch import Tensor
 from otflows.distributions import standard_normal_log_prob
 from otflows.methods.base import Evaluation
 from otflows.methods.ekp.config import EKPConfig
-from otflows.methods.ekp.flow import EKPFlow, FlowSamples, cnf_log_likelihood, sample_flow
+from otflows.methods.ekp.flow import (
+    EKPFlow,
+    FlowSamples,
+    cnf_log_likelihood,
+    sample_flow,
+    sample_path,
+)
 from otflows.methods.ekp.mass import GridMass, grid_mass
 from otflows.methods.ekp.potentials import PotentialMLP
 from otflows.methods.ekp.transform import (
@@ -215,9 +221,10 @@ class EKPTrainer:
             ks.append(out.kinetic)
         return FlowSamples(torch.cat(xs), torch.cat(ks))
 
-    def field(self, times: tuple[float, ...] = FIELD_TIMES, arrows: int = 16
-              ) -> dict[str, np.ndarray]:
-        """Fig. 1 data: log ρ_t (grid-normalised) and v_t on grids, at each t in ``times``."""
+    def field(self, times: tuple[float, ...] = FIELD_TIMES, arrows: int = 16,
+              samples: int = 400) -> dict[str, np.ndarray]:
+        """Fig. 1 data: log ρ_t (grid-normalised) and v_t on grids, and ``samples`` points of
+        N(0, I) pushed back by the flow (their own seed), at each t in ``times``."""
         self._require_2d("field")
         flow = self._density_flow()
         gx, gy, pts = self._grid(self.cfg.field_grid, include_gaussian=True)
@@ -230,9 +237,27 @@ class EKPTrainer:
             logps.append(logp.reshape(len(gy), len(gx)).cpu().numpy())
             v, _ = flow.velocity(t, apts)
             vels.append(v.reshape(len(ay), len(ax), 2).cpu().numpy())
+        z = self._randn(samples, self.dim, gen=torch.Generator().manual_seed(self.seed + 11))
+        path = sample_path(flow, z, times, self.cfg.rtol, self.cfg.atol)
         return {"flow_t": np.asarray(times), "flow_x": gx, "flow_y": gy,
                 "flow_logp": np.stack(logps), "flow_arrow_x": ax, "flow_arrow_y": ay,
-                "flow_velocity": np.stack(vels)}
+                "flow_velocity": np.stack(vels),
+                "flow_samples": path.double().cpu().numpy()}
+
+    def _semi_dual_mc_bias(self, x: Tensor, gen: torch.Generator, points: int = 500,
+                           factor: int = 16) -> float:
+        """J(ϕ) of eq. (15) with training's N MC samples of ϕ^(c,ε) (eq. 19) minus J with
+        factor·N: the Jensen bias the ascent can exploit (tests/methods/test_ekp_mc_transform.py;
+        ≈ 0 while ϕ is wide against N(z, ε), growing as ϕ becomes peaked), nats·ε."""
+        c = self.cfg
+        z = self._randn(points, self.dim, gen=gen)
+        with torch.no_grad():
+            phi_x = self.phi(x[:points]).double().mean()
+            js = [float(phi_x + c_eps_transform(self.phi, z, c.eps,
+                                                self._randn(points, n, self.dim, gen=gen),
+                                                standard_normal_log_prob(z)).double().mean())
+                  for n in (c.n_mc, factor * c.n_mc)]
+        return js[0] - js[1]
 
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
         """Samples (dopri5), test NLL two ways, the CNF density's mass on a grid, final
@@ -258,7 +283,8 @@ class EKPTrainer:
                    "dual_objective_raw": float(terms.dual_raw),
                    "semi_dual": float(terms.semi_dual),
                    "constraint_residual": float(terms.residual),
-                   "constraint_residual_centred": float(terms.residual_centred)}
+                   "constraint_residual_centred": float(terms.residual_centred),
+                   "semi_dual_mc_bias": self._semi_dual_mc_bias(test_t, gen)}
         extras: dict[str, np.ndarray] = {}
         if self.dim == 2:
             metrics["nll_closed_form_nats"] = float(-self.log_density(test).mean())
