@@ -276,11 +276,15 @@ def test_mi_stage_the_initial_flows_bridge_telescopes_to_the_true_mi(mi_d8_stage
     assert closed.sum() == pytest.approx(mi, rel=0.05)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 20: the ratio net's interval log-ratios on P "
-                   "points are an extrapolation for late intervals (it grows ~linearly in "
-                   "s); the telescoped MI is off by +44 % at d = 40 (14.4 vs 10). Not fixed "
-                   "by the authors' rate-integral form (3/8-rule per interval, paired "
-                   "trajectories: linear in s, gap 0.62) nor by 10x the steps (gap 0.26)")
+@pytest.mark.xfail(strict=True, reason="issue 20: the MLP ratio net's interval log-ratios on "
+                   "P points are linear in s (d = 8: 0.140, 0.168, ..., 0.368 in equal steps; "
+                   "truth bell-shaped 0.11 ... 0.49 ... -0.02): an extrapolation; the "
+                   "telescoped MI is +44 % at d = 40 (14.4 vs 10). Not fixed by the authors' "
+                   "rate-integral form, paired trajectories, 10x the steps, nor by training on "
+                   "P pushed forward plus Q pushed backward (d = 40: 13.4). A converged "
+                   "quadratic logistic regression per interval on the same bridge passes once "
+                   "the initial flow is trained 1,600 steps (max gap 0.07, MI 2.04; "
+                   "benchmarks/qflow_mi_stages.py --oracle)")
 def test_mi_stage_the_ratio_nets_interval_log_ratios_match_the_closed_form(mi_d8_stages):
     est, closed, _ = mi_d8_stages
     assert np.abs(est - closed).max() < 0.1
