@@ -123,6 +123,20 @@ def test_c3():
     assert v.status == NOT_RUN and "amortised-VI" in v.note
 
 
+def test_c3_notes_the_paired_difference_per_test_image(tmp_path):
+    metrics = {(CP, "vae-cpflow-mnist5k"): {"neg_elbo_nats": 100.5},
+               (CP, "vae-gaussian-mnist5k"): {"neg_elbo_nats": 101.0}}
+    files = {}
+    for post, per in (("cpflow", [100.0, 101.0, 100.5]), ("gaussian", [101.0, 101.5, 100.5])):
+        files[(CP, f"vae-{post}-mnist5k")] = path = tmp_path / f"{post}.npz"
+        np.savez(path, neg_elbo_per_image=np.array(per))
+    v = _judge(cpflow, "C3", metrics, files)
+    assert v.status == REPRODUCED
+    assert "paired over 3 test images -0.500 ± 0.289 nats" in v.note
+    v = _judge(cpflow, "C3", metrics)  # no samples files: the note has no paired part
+    assert v.status == REPRODUCED and "paired" not in v.note
+
+
 # --------------------------------------------------------------------------- C4
 
 def test_c4():

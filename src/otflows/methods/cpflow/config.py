@@ -75,6 +75,7 @@ class VAEFlowConfig:
     iters: int = spec(min=1)  # Adam steps
     cg_tol: float = spec(gt=0)  # CG tolerance of the Alg. 2 surrogate
     cg_max_iter: int = spec(min=1)
+    elbo_samples: int = spec(min=1)  # draws of z₀ per test image in the −ELBO estimate
 
     @classmethod
     def from_dict(cls, d: dict) -> VAEFlowConfig:

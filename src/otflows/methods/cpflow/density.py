@@ -282,6 +282,7 @@ class DensityTrainer:
             else 0.0,
             "transport_cost": cost.mean().item(),
             "n_parameters": float(self.n_parameters()),
+            "train_steps": float(self.cfg.iters), "n_test_points": float(len(nll)),
         }
         if self.baseline is None:
             sub = x[:200]

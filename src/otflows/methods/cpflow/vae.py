@@ -6,8 +6,10 @@ q(z|x): z₀ = μ + σ ⊙ ε, z = ∇_z F_α(z₀; c(x)), with F_α(·; c) = α
 partially input-convex ICNN (Amos et al. 2017; ``ICNN(context=...)``) conditioned on
 c(x) = tanh(linear(encoder features)), so log q(z|x) = log N(z₀; μ, σ²) − log det ∇²F_α(z₀).
 Training: −ELBO = E_q[−log p(x|z) − log N(z; 0, I) + log q(z|x)], one sample, with the
-Algorithm 2 surrogate for ∇ log det. Evaluation: exact log det. ``posterior: gaussian`` is
-the baseline VAE (z = z₀) trained by the same loop and budget. Nats per image.
+Algorithm 2 surrogate for ∇ log det (its probes from their own stream, so both posteriors
+see the same batches and ε). Evaluation: exact log det, each test image's −ELBO the mean of
+``elbo_samples`` draws. ``posterior: gaussian`` is the baseline VAE (z = z₀) trained by the
+same loop and budget. Nats per image.
 """
 
 from __future__ import annotations
@@ -104,6 +106,9 @@ class VAEFlowTrainer:
         self.lam = logit_lambda
         self.generator = torch.Generator(device="cpu")
         self.generator.manual_seed(int(seed))
+        # The Rademacher probes of Alg. 2 have their own stream, so both posteriors draw the
+        # same batches and ε from ``generator`` (a paired comparison).
+        self.probe_generator = torch.Generator(device="cpu").manual_seed(int(seed) + 3)
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(int(seed) + 1)
             self.model = AmortisedVAE(cfg, torch.Generator().manual_seed(int(seed) + 2))
@@ -123,7 +128,9 @@ class VAEFlowTrainer:
         """Weights, Adam state, batch RNG and step (bit-exact resume)."""
         return {"format": _STATE_FORMAT, "model": copy.deepcopy(self.model.state_dict()),
                 "optimizer": copy.deepcopy(self.optimizer.state_dict()),
-                "generator": self.generator.get_state(), "step_index": self.step_index}
+                "generator": self.generator.get_state(),
+                "probe_generator": self.probe_generator.get_state(),
+                "step_index": self.step_index}
 
     def load_state_dict(self, state: dict) -> None:
         """Restore a state produced by :meth:`state_dict`."""
@@ -131,6 +138,7 @@ class VAEFlowTrainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])
+        self.probe_generator.set_state(state["probe_generator"])
         self.step_index = step
 
     def train_step(self) -> dict[str, float]:
@@ -142,7 +150,7 @@ class VAEFlowTrainer:
         x = self.train[idx.to(self.device)]
         noise = torch.randn(x.shape[0], self.cfg.latent_dim, generator=self.generator)
         self.optimizer.zero_grad(set_to_none=True)
-        t = self.model.terms(x, noise.to(self.device), self.generator, self.cfg.cg_tol,
+        t = self.model.terms(x, noise.to(self.device), self.probe_generator, self.cfg.cg_tol,
                              self.cfg.cg_max_iter)
         loss = t.total.mean()
         loss.backward()
@@ -150,31 +158,38 @@ class VAEFlowTrainer:
         self.step_index += 1
         return {"loss": loss.item(), "recon": t.recon.mean().item(), "kl": t.kl.mean().item()}
 
-    def _terms(self, x: Tensor, seed: int) -> ELBOTerms:
+    def _terms(self, x: Tensor, seed: int, samples: int = 1) -> ELBOTerms:
+        """Per-image −ELBO terms of grey levels ``x``, each the mean of ``samples``
+        reparameterised draws z₀ = μ + σ ⊙ ε (exact log det)."""
         gen = torch.Generator().manual_seed(int(seed))
         parts = []
         for i in range(0, x.shape[0], self.eval_batch_size):
             b = x[i:i + self.eval_batch_size]
-            noise = torch.randn(b.shape[0], self.cfg.latent_dim, generator=gen)
-            t = self.model.terms(b, noise.to(self.device), None, 0.0, 0)
-            parts.append([t.total.detach().double(), t.recon.detach().double(),
-                          t.kl.detach().double()])
-        return ELBOTerms(*(torch.cat([p[k] for p in parts]) for k in range(3)))
+            draws = []
+            for _ in range(int(samples)):
+                noise = torch.randn(b.shape[0], self.cfg.latent_dim, generator=gen)
+                t = self.model.terms(b, noise.to(self.device), None, 0.0, 0)
+                draws.append(torch.stack([t.total.detach(), t.recon.detach(),
+                                          t.kl.detach()]).double())
+            parts.append(torch.stack(draws).mean(0))
+        return ELBOTerms(*torch.cat(parts, dim=1).unbind(0))
 
     def log_density(self, x: np.ndarray) -> np.ndarray:
         """The ELBO (a lower bound on log p, nats) of logit-space MNIST rows ``[n, 784]``
         read as grey levels."""
         grey = inverse_logit_transform(np.asarray(x, dtype=np.float64), self.lam)
         xt = torch.as_tensor(np.clip(grey, 0.0, 1.0), dtype=torch.float32, device=self.device)
-        return -self._terms(xt, 0).total.cpu().numpy()
+        return -self._terms(xt, 0, self.cfg.elbo_samples).total.cpu().numpy()
 
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
-        """−ELBO (nats per image, exact log det) on the first ``n_samples`` test images, and
+        """−ELBO (nats per image, exact log det, each image's the mean of ``elbo_samples``
+        draws) on the first ``n_samples`` test images (per image in the extras, for the paired
+        comparison of the two posteriors), and
         decoded samples z ~ N(0, I) (Bernoulli means, returned in logit space)."""
         if self.test is None:
             raise ValueError("evaluate: the MNIST file has no test_pixels")
         x = self.test[: max(2, int(n_samples))]
-        t = self._terms(x, seed)
+        t = self._terms(x, seed, self.cfg.elbo_samples)
         gen = torch.Generator().manual_seed(int(seed))
         z = torch.randn(64, self.cfg.latent_dim, generator=gen).to(self.device)
         with torch.no_grad():
@@ -185,7 +200,9 @@ class VAEFlowTrainer:
                    "recon_nats": t.recon.mean().item(), "kl_nats": t.kl.mean().item(),
                    "n_parameters": float(self.n_parameters()), "n_test_images": float(n)}
         samples = logit_transform(np.clip(means, 1e-6, 1 - 1e-6), self.lam)
-        return Evaluation(metrics=metrics, samples=samples, extras={"sample_pixels": means[:16]})
+        return Evaluation(metrics=metrics, samples=samples,
+                          extras={"sample_pixels": means[:16],
+                                  "neg_elbo_per_image": t.total.cpu().numpy()})
 
 
 def make_vae_trainer(cfg: dict, train: np.ndarray, seed: int, device: torch.device,

@@ -134,6 +134,19 @@ def _c2(ev: Evidence) -> Verdict:
                    "" if ok else "off: " + ", ".join(bad))
 
 
+def _paired_difference(ev: Evidence, runs: tuple[str, str]) -> tuple[float, float, int] | None:
+    """(mean, standard error, n) of the per-image −ELBO difference CP-Flow − Gaussian on the
+    same test images (the runs' ``neg_elbo_per_image``); None when a samples file lacks it."""
+    try:
+        a, b = (ev.samples(METHOD, r).get("neg_elbo_per_image") for r in runs)
+    except MissingInput:
+        return None
+    if a is None or b is None or a.shape != b.shape or a.size < 2:
+        return None
+    d = a.astype(float) - b.astype(float)
+    return float(d.mean()), float(d.std(ddof=1) / d.size ** 0.5), int(d.size)
+
+
 def _c3(ev: Evidence) -> Verdict:
     for name in MNIST_NAMES:
         runs = (f"vae-cpflow-{name}", f"vae-gaussian-{name}")
@@ -152,6 +165,9 @@ def _c3(ev: Evidence) -> Verdict:
     stderr = [ev.metrics(METHOD, r).get("neg_elbo_nats_stderr") for r in runs]
     if all(s is not None for s in stderr):
         note += f" (stderr {fmt(float(stderr[0]))}, {fmt(float(stderr[1]))} nats)"
+    paired = _paired_difference(ev, runs)
+    if paired is not None:
+        note += f"; paired over {paired[2]} test images {paired[0]:+.3f} ± {paired[1]:.3f} nats"
     return verdict(cp < gauss, f"−ELBO {fmt(cp, 'nats')} vs Gaussian {fmt(gauss, 'nats')}",
                    "CP-Flow −ELBO < Gaussian's", note)
 
