@@ -15,6 +15,9 @@ images, not the test split) after every epoch against the training process CPU s
         --png results/figures/mongeampere_budget.png
 
 A run stops after ``--epochs`` epochs or once its CPU time passes ``--budget`` seconds.
+``--set KEY=VALUE ...`` overrides keys of the model's section (e.g. ``steps=160
+epsilon=0.03125``) and ``--label`` names the row; each row also has the claim M5 statistics
+(base → data → base max |Δ| of 100 N(0, I) samples, ε·λmax on 8 validation paths).
 """
 
 from __future__ import annotations
@@ -29,29 +32,40 @@ import torch
 import yaml
 
 from otflows.methods.mongeampere import make_trainer, negative_log_likelihood
+from otflows.methods.mongeampere.diagnostics import path_eigenvalue_range, roundtrip_errors
 
 FIELDS = ["model", "n_parameters", "epoch", "cpu_seconds", "train_nll", "validation_nll",
-          "latent_std"]
+          "latent_std", "roundtrip_max_abs", "h_lambda_max"]
 MAF_PAPER_NLL = 1300.5  # Papamakarios et al. 2017, Table 2 (full MNIST; Table 1 of the paper)
 
 
-def _cfg(model: str, epochs: int) -> dict:
+def _cfg(model: str, epochs: int, overrides: list[str] = ()) -> dict:
     section = yaml.safe_load(Path("params.yaml").read_text())["mongeampere"]
     task, key = ("density", "mnist") if model == "ma" else ("maf", "maf")
     cfg = {k: v for k, v in section[key].items() if k != "eval_samples"}
+    for item in overrides:  # KEY=VALUE, parsed as YAML (e.g. steps=160 epsilon=0.03125)
+        k, v = item.split("=", 1)
+        cfg[k] = yaml.safe_load(v)
     return {**cfg, "task": task, "epochs": epochs, "monitor": 0}
 
 
 @torch.no_grad()
-def _scores(tr, val: np.ndarray) -> tuple[float, float]:
+def _scores(tr, val: np.ndarray) -> tuple[float, float, float, float]:
     """Validation NLL (nats) and, for the Monge-Ampère flow, the pooled per-pixel std of the
-    validation latents (claim M4's statistic; NaN for MAF)."""
+    validation latents (claim M4's statistic), the base → data → base max |Δ| of 100 seeded
+    N(0, I) samples and ε·λmax on the paths of 8 validation images (claim M5's; NaN for
+    MAF)."""
     if not hasattr(tr, "potential"):
-        return float(-tr.log_density(val).mean()), float("nan")
+        return float(-tr.log_density(val).mean()), *(float("nan"),) * 3
     x = torch.as_tensor(val, dtype=tr.dtype)
-    nll, out = negative_log_likelihood(tr.potential, x, tr.cfg.epsilon, tr.cfg.steps)
+    eps, n = tr.cfg.epsilon, tr.cfg.steps
+    nll, out = negative_log_likelihood(tr.potential, x, eps, n)
     z = out.x.double().numpy()
-    return nll.double().mean().item(), float(np.sqrt(z.var(axis=0, ddof=1).mean()))
+    base = torch.randn(100, tr.d, generator=torch.Generator().manual_seed(0)).to(tr.dtype)
+    err = roundtrip_errors(tr.potential, base, eps, n, "base")["max_abs"]
+    _, hi = path_eigenvalue_range(tr.potential, x[:8], eps, n)
+    return (nll.double().mean().item(), float(np.sqrt(z.var(axis=0, ddof=1).mean())), err,
+            eps * hi)
 
 
 def run(a: argparse.Namespace) -> None:
@@ -59,7 +73,7 @@ def run(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     data = dict(np.load(a.data))
     arrays = {k: v for k, v in data.items() if k != "train"}
-    tr = make_trainer(_cfg(a.model, a.epochs), data["train"], a.seed, torch.device("cpu"),
+    tr = make_trainer(_cfg(a.model, a.epochs, a.set), data["train"], a.seed, torch.device("cpu"),
                       arrays=arrays)
     val = data["validation"][:500]
     path = Path(a.csv)
@@ -75,11 +89,12 @@ def run(a: argparse.Namespace) -> None:
             logs = tr.train_step()
             spent += time.process_time() - t0
             if "epoch" in logs:
-                nll, std = _scores(tr, val)
-                w.writerow({"model": a.model, "n_parameters": tr.n_parameters(),
+                nll, std, err, hl = _scores(tr, val)
+                w.writerow({"model": a.label or a.model, "n_parameters": tr.n_parameters(),
                             "epoch": int(logs["epoch"]), "cpu_seconds": round(spent, 2),
                             "train_nll": logs["train_nll_epoch"], "validation_nll": nll,
-                            "latent_std": std})
+                            "latent_std": std, "roundtrip_max_abs": err,
+                            "h_lambda_max": hl})
                 fh.flush()
 
 
@@ -95,17 +110,16 @@ def plot(a: argparse.Namespace) -> None:
     fig, (ax, ax_std) = plt.subplots(1, 2, figsize=(11.0, 4.2), constrained_layout=True,
                                      gridspec_kw={"width_ratios": [3, 2]})
     names = {"ma": "Monge-Ampère flow (default settings)", "maf": "MAF, matched parameters"}
-    for model in ("ma", "maf"):
+    for i, model in enumerate(dict.fromkeys(r["model"] for r in rows)):  # CSV order
         sel = [r for r in rows if r["model"] == model]
-        if not sel:
-            continue
+        name = names.get(model, f"Monge-Ampère flow ({model})")
         t = [float(r["cpu_seconds"]) for r in sel]
         v = [float(r["validation_nll"]) for r in sel]
-        ax.plot(t, v, marker=".", label=f"{names[model]}, {int(sel[0]['n_parameters']):,} "
-                "params")
+        ax.plot(t, v, marker=".", color=f"C{i}",
+                label=f"{name}, {int(sel[0]['n_parameters']):,} params")
         std = [float(r.get("latent_std") or "nan") for r in sel]
-        if model == "ma" and np.isfinite(std).any():
-            ax_std.plot(t, std, marker=".", color="C0", label=names[model])
+        if np.isfinite(std).any():
+            ax_std.plot(t, std, marker=".", color=f"C{i}", label=name)
     if a.ma_seconds:
         ax.axvline(a.ma_seconds, color="k", ls=":", lw=1,
                    label=f"default Monge-Ampère run ({a.ma_seconds:.0f} s)")
@@ -141,6 +155,9 @@ def main() -> None:
     r.add_argument("--data", default="data/processed/mnist5k.npz")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--csv", required=True)
+    r.add_argument("--label", default="", help="the CSV's model column (default --model)")
+    r.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                   help="override params.yaml keys of the model's section")
     r.set_defaults(func=run)
     q = sub.add_parser("plot")
     q.add_argument("--csv", nargs="+", required=True)

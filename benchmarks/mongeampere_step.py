@@ -1,6 +1,10 @@
 """Time one Monge-Ampère flow training iteration on the paper's two configurations.
 
-Usage: ``python benchmarks/mongeampere_step.py [--iters N] [--only mnist|ising]``. Each
+Usage: ``python benchmarks/mongeampere_step.py [--iters N] [--only mnist|ising]``, or
+``--ab [--iters N]``: one training step (NLL of eq. 6, backward) of the default profile's
+MNIST setting (d 784, width 128, RK4 steps and ε of params.yaml, batch 100, float32, one
+thread), integrated in x and in hidden coordinates, alternating in one process; prints
+the median CPU seconds of each. Each
 configuration runs in a fresh subprocess (2 threads, float32, fresh initialisation) so its
 peak RSS (``resource.getrusage``) is its own; prints the median seconds per iteration (RK4
 forward, backward, Adam step) and the peak RSS against the original code on this machine.
@@ -75,12 +79,52 @@ def run_one(name: str, n_iters: int) -> dict:
             "peak_gib": peak_kib / 2**20, "steps_per_s": 1.0 / float(np.median(times))}
 
 
+def ab(n_iters: int) -> None:
+    """Alternate x / hidden-coordinate steps of the default MNIST setting; median CPU s."""
+    from pathlib import Path
+
+    import numpy as np
+    import torch
+    import yaml
+
+    from otflows.distributions import standard_normal_log_prob
+    from otflows.methods.mongeampere import SoftplusPotential, integrate
+
+    torch.set_num_threads(1)
+    cfg = yaml.safe_load(Path("params.yaml").read_text())["mongeampere"]["mnist"]
+    x = torch.randn(cfg["batch_size"], 784, generator=torch.Generator().manual_seed(0)) * 4
+    pot = SoftplusPotential(784, cfg["width"], torch.float32,
+                            torch.Generator().manual_seed(0))
+
+    def step(coordinates: str) -> float:
+        t0 = time.process_time()
+        out = integrate(pot, x, cfg["epsilon"], cfg["steps"], reverse=True,
+                        coordinates=coordinates)
+        (out.delta_logp - standard_normal_log_prob(out.x)).mean().backward()
+        pot.zero_grad(set_to_none=True)
+        return time.process_time() - t0
+
+    times: dict[str, list[float]] = {"x": [], "hidden": []}
+    for i in range(n_iters + 1):
+        for name in times:
+            t = step(name)
+            if i:  # the first round warms up
+                times[name].append(t)
+    for name, t in times.items():
+        print(f"{name:<7} median CPU s/step {np.median(t):.3f} (width {cfg['width']}, "
+              f"{cfg['steps']} RK4 steps, batch {cfg['batch_size']})")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iters", type=int, default=None, help="timed iterations per config")
     parser.add_argument("--only", choices=sorted(CONFIGS), default=None)
     parser.add_argument("--child", choices=sorted(CONFIGS), help=argparse.SUPPRESS)
+    parser.add_argument("--ab", action="store_true", help="x vs hidden coordinates, default")
     args = parser.parse_args()
+    if args.ab:
+        ab(args.iters or 5)
+        return
     if args.child:
         n = args.iters or CONFIGS[args.child]["default_iters"]
         print(json.dumps(run_one(args.child, n)))

@@ -41,3 +41,24 @@ def test_fig3b_draws_one_titled_column_per_digit(tmp_path):
     out = tmp_path / "fig.png"
     figure_mongeampere_flow([path], out)
     assert out.exists() and out.stat().st_size > 0
+
+
+def test_fig3a_shows_the_curves_the_paper_baselines_and_the_matched_maf(tmp_path, monkeypatch):
+    from otflows.reports import mongeampere as reports
+
+    curve = np.array([[1, 7400.0, 4100.0], [2, 3300.0, 2600.0], [3, 1900.0, 1850.0]])
+    path = tmp_path / "samples" / "mongeampere" / "mnist5k.npz"
+    path.parent.mkdir(parents=True)
+    np.savez(path, epoch_curve=curve)
+    maf = _metrics(tmp_path, "maf-mnist5k", {"nll_nats": 1690.0})
+    figures = []
+    monkeypatch.setattr(reports, "save_figure", lambda fig, out: figures.append(fig))
+    reports.figure_mongeampere_nll([path, maf], tmp_path / "mongeampere_nll.png")
+    ax = figures[0].axes[0]
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "MAF, ours, matched (1690.0, test)" in labels
+    assert sum("paper" in label for label in labels) == 4  # MADE, Real NVP, MAF, ours
+    lo, hi = ax.get_ylim()
+    assert lo < 1255.5 and 3300.0 <= hi < 4100.0  # baselines and epochs ≥ 2 in view
+    ticks = [t for t in ax.get_xticks() if 1 <= t <= 3]
+    assert ticks and all(float(t).is_integer() for t in ticks)

@@ -146,8 +146,8 @@ def _mongeampere(config: dict, runs: list[Experiment]) -> list[Report]:
     if mnist:
         out += [_tab("mongeampere_mnist", "mongeampere-mnist", _metrics(mnist + maf), cat,
                      "Table 1: MNIST test NLL"),
-                _fig("mongeampere_nll", "mongeampere-nll", _samples(mnist), cat,
-                     "Fig. 3a: NLL per epoch"),
+                _fig("mongeampere_nll", "mongeampere-nll", _samples(mnist) + _metrics(maf),
+                     cat, "Fig. 3a: NLL per epoch"),
                 _fig("mongeampere_flow", "mongeampere-flow", _samples(mnist), cat,
                      "Fig. 3b: test images flowing to the Gaussian")]
     if ising:

@@ -10,6 +10,10 @@ With a symmetry group (§4.2) one element g per sample and per step is used. Bec
 ∇(ϕ̃∘g) = gᵀ∇ϕ̃∘g and the Laplacian is invariant under the orthogonal g, a step of the
 sampled field equals the step of ϕ̃ taken in the coordinates y = gx (RK4 commutes with
 linear maps), so each step costs one gather in and one out, not one per stage.
+
+Without a group and with fewer hidden units than dimensions, the RK4 runs in the hidden
+coordinates u of x = x₀ + W₁ᵀu (``SoftplusPotential.hidden_field``): the same steps in
+exact arithmetic, O(h²) instead of O(h·d) per point and stage.
 """
 
 from __future__ import annotations
@@ -21,7 +25,11 @@ import torch
 from torch import Tensor
 
 from otflows.distributions import standard_normal_log_prob
-from otflows.methods.mongeampere.potential import FlowPotential, SoftplusPotential
+from otflows.methods.mongeampere.potential import (
+    FlowPotential,
+    HiddenField,
+    SoftplusPotential,
+)
 from otflows.methods.mongeampere.symmetry import SymmetryGroup
 from otflows.ode import rk4
 
@@ -60,29 +68,74 @@ def _rhs(potential: FlowPotential, d: int, kinetic: bool
     return f
 
 
+def _hidden_rhs(field: HiddenField, kinetic: bool) -> Callable[[float, Tensor], Tensor]:
+    """Right-hand side of (2)-(3) on the hidden state (u, ℓ[, κ]) ``[n, h+1(+1)]``."""
+    h = field.width
+
+    def f(t: float, state: Tensor) -> Tensor:
+        v, lap, kin = field.field(state[:, :h], kinetic)
+        cols = [v, -lap.unsqueeze(1)]  # du/dt = v (dx/dt = W₁ᵀv, 2), d ln p/dt = −∇²ϕ (3)
+        if kinetic:
+            cols.append(kin.unsqueeze(1))
+        return torch.cat(cols, dim=1)
+
+    return f
+
+
+def _uses_hidden(potential: FlowPotential, group: SymmetryGroup | None, coordinates: str
+                 ) -> bool:
+    if coordinates not in ("auto", "x", "hidden"):
+        raise ValueError(f"integrate: coordinates={coordinates!r}; expected 'auto', 'x' or "
+                         "'hidden'")
+    able = group is None and hasattr(potential, "hidden_field")
+    if coordinates == "hidden" and not able:
+        raise ValueError("integrate: hidden coordinates need a SoftplusPotential, no group")
+    return able and (coordinates == "hidden" or (
+        coordinates == "auto" and potential.width < potential.d))
+
+
 def integrate(potential: FlowPotential, x: Tensor, epsilon: float, steps: int, *,
               reverse: bool = False, kinetic: bool = False, group: SymmetryGroup | None = None,
               generator: torch.Generator | None = None,
               elements: list[tuple[Tensor, Tensor]] | None = None,
-              record_every: int = 0) -> FlowOutput:
+              record_every: int = 0, coordinates: str = "auto") -> FlowOutput:
     """Integrate (2)-(3) by RK4 from t = 0 to T = ε·steps (``reverse``: from T to 0).
 
     x: ``[n, d]`` in the potential's dtype; ``kinetic`` also integrates ‖∇ϕ‖². With
     ``group``, each step uses the field of ϕ̃∘g for one element g per sample, drawn from
     ``generator`` or replayed from ``elements`` (pass a forward run's ``elements[::-1]`` to
     invert it). ``record_every`` > 0 keeps the states every that many steps in ``path``.
+    ``coordinates``: "x" integrates in x, "hidden" in u (x = x₀ + W₁ᵀu), "auto" in u when
+    there is no group and h < d.
     """
     if x.dim() != 2 or x.shape[1] != potential.d:
         raise ValueError(f"integrate: x has shape {tuple(x.shape)}; expected [n, "
                          f"{potential.d}]")
     n, d = x.shape
     extra = 2 if kinetic else 1
-    state = torch.cat([x, x.new_zeros(n, extra)], dim=1)
-    f = _rhs(potential, d, kinetic)
     T = float(epsilon) * steps
     t0, t1 = (T, 0.0) if reverse else (0.0, T)
+    sign = -1.0 if reverse else 1.0  # ∫_T^0 of a positive integrand is negative
     path: list[Tensor] = [x.detach().clone()] if record_every else []
     used: list[tuple[Tensor, Tensor]] = []
+    if _uses_hidden(potential, group, coordinates):
+        hidden = potential.hidden_field(x)
+        k = hidden.width
+        state = x.new_zeros(n, k + extra)
+        f = _hidden_rhs(hidden, kinetic)
+        every = record_every or steps
+        h = (t1 - t0) / steps
+        for i in range(0, steps, every):
+            m = min(every, steps - i)
+            state = rk4(f, state, t0 + i * h, t0 + (i + m) * h, m)
+            if record_every:
+                path.append(hidden.to_x(state[:, :k]).detach())
+        x_end = hidden.to_x(state[:, :k])
+        return FlowOutput(x=x_end, delta_logp=state[:, k],
+                          kinetic=sign * state[:, k + 1] if kinetic else None,
+                          path=path, elements=used)
+    state = torch.cat([x, x.new_zeros(n, extra)], dim=1)
+    f = _rhs(potential, d, kinetic)
     if group is None and not record_every:
         state = rk4(f, state, t0, t1, steps)
     else:
@@ -101,7 +154,6 @@ def integrate(potential: FlowPotential, x: Tensor, epsilon: float, steps: int, *
                 state = torch.cat([group.act_inverse(state[:, :d], *g), state[:, d:]], dim=1)
             if record_every and ((i + 1) % record_every == 0 or i + 1 == steps):
                 path.append(state[:, :d].detach().clone())
-    sign = -1.0 if reverse else 1.0  # ∫_T^0 of a positive integrand is negative
     return FlowOutput(x=state[:, :d], delta_logp=state[:, d],
                       kinetic=sign * state[:, d + 1] if kinetic else None,
                       path=path, elements=used)
