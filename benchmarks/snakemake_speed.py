@@ -13,8 +13,9 @@ its children) over the repeats; goal (issue 23): <= 1.5 s on the default profile
 ``smoke``: the smoke profile (``--configfile config/smoke.yaml --cores 2``) from scratch in a
 temporary copy of the project; wall seconds, CPU seconds (Snakemake, its shells, the
 ``otflows`` launchers and the fork server's preload, plus every forked job's own CPU from the
-server's ``.snakemake/forkserver.times.jsonl``), then per rule: jobs, summed wall and CPU of
-the jobs themselves. Goal (issue 23): <= 30 s wall on 2 idle cores.
+server's ``.snakemake/forkserver.times.jsonl``), when the server started, finished its preload
+and forked the first job, how long Snakemake ran after the last job, then per rule: jobs,
+summed wall and CPU of the jobs themselves. Goal (issue 23): <= 30 s wall on 2 idle cores.
 Run it on an idle machine: wall times of a loaded one mean little (CPU seconds still do).
 """
 
@@ -115,6 +116,25 @@ def _job_times(project: Path) -> tuple[float, dict[str, list[float]]]:
     return preload, dict(per)
 
 
+def _phases(project: Path, launched: float, wall: float) -> str:
+    """Seconds after launching Snakemake at which the fork server started, finished its
+    preload and forked the first job; and from the last job's end to Snakemake's exit."""
+    path = project / ".snakemake" / "forkserver.times.jsonl"
+    if not path.exists():
+        return "no fork-server log"
+    recs = [json.loads(line) for line in path.read_text().splitlines()]
+    head = [r for r in recs if "preload" in r]
+    jobs = [r for r in recs if "wall" in r]
+    if not head or not jobs:
+        return "incomplete fork-server log"
+    start = head[0].get("start", head[0]["end"] - head[0]["preload"])
+    first = min(r["end"] - r["wall"] for r in jobs)
+    last = max(r["end"] for r in jobs)
+    return (f"server started {start - launched:.1f} s, preloaded {head[0]['end'] - launched:.1f}"
+            f" s, first job {first - launched:.1f} s; last job ended {launched + wall - last:.1f}"
+            f" s before Snakemake's exit")
+
+
 def smoke(repeats: int, keep: Path | None) -> None:
     """The smoke profile from scratch: wall, total CPU and the per-command breakdown."""
     runs = []
@@ -122,6 +142,7 @@ def smoke(repeats: int, keep: Path | None) -> None:
         tmp = Path(tempfile.mkdtemp(prefix="otflows-smoke-"))
         try:
             _copy_project(tmp)
+            launched = time.time()
             wall, cpu, _ = _timed([str(BIN / "snakemake"), "--configfile", "config/smoke.yaml",
                                    "--cores", "2"], tmp)
             preload, per = _job_times(tmp)
@@ -130,6 +151,7 @@ def smoke(repeats: int, keep: Path | None) -> None:
             print(f"smoke run {i + 1}: wall {wall:.1f} s; CPU {cpu + jobs_cpu:.1f} s = "
                   f"Snakemake + shells + launchers + server preload ({preload:.1f}) {cpu:.1f}"
                   f" + forked jobs {jobs_cpu:.1f} ({sum(v[0] for v in per.values())} jobs)")
+            print(f"  {_phases(tmp, launched, wall)}")
             for key, (n, w, c) in sorted(per.items(), key=lambda kv: -kv[1][2]):
                 print(f"  {key:<28} {n:4d} jobs  wall {w:7.2f} s  CPU {c:7.2f} s")
             if keep is not None and i == repeats - 1:

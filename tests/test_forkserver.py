@@ -180,3 +180,19 @@ def test_each_forked_job_reports_its_wall_and_cpu_seconds(server, tmp_path):
     (job,) = [x for x in lines if x.get("pid") == _forked(server, "timed.npz")[0]["pid"]]
     assert job["argv"] == ["prepare", "toy"] and job["exit"] == 0
     assert 0 < job["cpu"] and 0 < job["wall"] < 300 and job["end"] > lines[0]["end"]
+
+
+def test_a_preloaded_server_stops_at_once(tmp_path):
+    """Snakemake waits for the server at the end of every run: it exits without finalising
+    torch & co. (1.2 s idle, 3.1 s loaded before; ~0.1 s now), and removes its socket."""
+    log = tmp_path / "stop.jsonl"
+    srv = forkserver.start(log=str(log), export=False)
+    times = log.with_name("stop.times.jsonl")
+    deadline = time.monotonic() + 120
+    while not times.read_text() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert "preload" in json.loads(times.read_text())
+    started = time.monotonic()
+    srv.stop()
+    assert time.monotonic() - started < 0.8
+    assert srv.process.returncode == 0 and not Path(srv.path).exists()
