@@ -39,7 +39,7 @@ def curve(cfg: dict, posterior: str, data: dict, steps: list[int], seed: int,
         t.train_step()
         if s in steps:
             with torch.no_grad():
-                out[s] = t._terms(x, 100, draws).total.numpy()
+                out[s] = t.elbo_terms(x, 100, draws).total.numpy()
     return out, time.process_time() - c0
 
 

@@ -217,7 +217,7 @@ def test_amortised_vae_elbo_estimate_averages_its_draws_per_image():
     gen = torch.Generator().manual_seed(5)
     draws = [t.model.terms(x, torch.randn(12, VAE["latent_dim"], generator=gen), None, 0.0,
                            0).total.detach().double() for _ in range(3)]
-    torch.testing.assert_close(t._terms(x, 5, 3).total, torch.stack(draws).mean(0))
+    torch.testing.assert_close(t.elbo_terms(x, 5, 3).total, torch.stack(draws).mean(0))
     ev = t.evaluate(px, 12, 5)
     np.testing.assert_allclose(ev.extras["neg_elbo_per_image"], torch.stack(draws).mean(0))
     assert ev.metrics["neg_elbo_nats"] == pytest.approx(float(torch.stack(draws).mean()))

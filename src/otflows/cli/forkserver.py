@@ -243,10 +243,12 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int],
             os._exit(int(code or 0) & 0xFF)
 
 
-def _preload_project(importlib) -> None:
+def _preload_project() -> None:
     """Import :data:`PROJECT_PRELOAD`, every registered method and every report module (the
     same modules, in the same state, that a job would import itself). A module that fails to
     import is left out: the job that needs it imports it again and reports the error."""
+    import importlib
+
     from otflows import reports
     from otflows.methods import METHODS
 
@@ -289,7 +291,7 @@ def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
 
         for name in PRELOAD:
             importlib.import_module(name)
-        _preload_project(importlib)
+        _preload_project()
         if times:
             with open(times, "a", encoding="utf-8") as fh:
                 fh.write(json.dumps({"preload": round(time.process_time(), 4),
@@ -399,16 +401,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent", type=int, default=None)
     parser.add_argument("--log", default=None)
     args = parser.parse_args(argv)
+    code = 0
     try:
         serve(args.socket, args.parent, args.log)  # its `finally` removes the socket
-    except SystemExit:
-        pass
+    except SystemExit as exc:  # SIGTERM's handler raises SystemExit(0)
+        code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     # Skip the interpreter's teardown: finalising torch, matplotlib and pandas took 1.2 s after
     # SIGTERM on an idle machine (3.1-3.8 s loaded), and Snakemake waits for this exit at the
     # end of every run (onsuccess); now 0.07-0.12 s.
     sys.stdout.flush()
     sys.stderr.flush()
-    os._exit(0)
+    os._exit(code)
 
 
 if __name__ == "__main__":

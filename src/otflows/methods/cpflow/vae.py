@@ -158,7 +158,7 @@ class VAEFlowTrainer:
         self.step_index += 1
         return {"loss": loss.item(), "recon": t.recon.mean().item(), "kl": t.kl.mean().item()}
 
-    def _terms(self, x: Tensor, seed: int, samples: int = 1) -> ELBOTerms:
+    def elbo_terms(self, x: Tensor, seed: int, samples: int = 1) -> ELBOTerms:
         """Per-image −ELBO terms of grey levels ``x``, each the mean of ``samples``
         reparameterised draws z₀ = μ + σ ⊙ ε (exact log det)."""
         gen = torch.Generator().manual_seed(int(seed))
@@ -179,7 +179,7 @@ class VAEFlowTrainer:
         read as grey levels."""
         grey = inverse_logit_transform(np.asarray(x, dtype=np.float64), self.lam)
         xt = torch.as_tensor(np.clip(grey, 0.0, 1.0), dtype=torch.float32, device=self.device)
-        return -self._terms(xt, 0, self.cfg.elbo_samples).total.cpu().numpy()
+        return -self.elbo_terms(xt, 0, self.cfg.elbo_samples).total.cpu().numpy()
 
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
         """−ELBO (nats per image, exact log det, each image's the mean of ``elbo_samples``
@@ -189,7 +189,7 @@ class VAEFlowTrainer:
         if self.test is None:
             raise ValueError("evaluate: the MNIST file has no test_pixels")
         x = self.test[: max(2, int(n_samples))]
-        t = self._terms(x, seed, self.cfg.elbo_samples)
+        t = self.elbo_terms(x, seed, self.cfg.elbo_samples)
         gen = torch.Generator().manual_seed(int(seed))
         z = torch.randn(64, self.cfg.latent_dim, generator=gen).to(self.device)
         with torch.no_grad():

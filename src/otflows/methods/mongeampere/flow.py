@@ -94,6 +94,26 @@ def _uses_hidden(potential: FlowPotential, group: SymmetryGroup | None, coordina
         coordinates == "auto" and potential.width < potential.d))
 
 
+def _integrate_hidden(hidden: HiddenField, x: Tensor, t0: float, t1: float, steps: int,
+                      kinetic: bool, record_every: int) -> FlowOutput:
+    """:func:`integrate` in the hidden coordinates u of x = x₀ + W₁ᵀu (u₀ = 0)."""
+    n, k = x.shape[0], hidden.width
+    state = x.new_zeros(n, k + (2 if kinetic else 1))
+    f = _hidden_rhs(hidden, kinetic)
+    path: list[Tensor] = [x.detach().clone()] if record_every else []
+    every = record_every or steps
+    h = (t1 - t0) / steps
+    for i in range(0, steps, every):
+        m = min(every, steps - i)
+        state = rk4(f, state, t0 + i * h, t0 + (i + m) * h, m)
+        if record_every:
+            path.append(hidden.to_x(state[:, :k]).detach())
+    sign = -1.0 if t1 < t0 else 1.0  # ∫_T^0 of a positive integrand is negative
+    return FlowOutput(x=hidden.to_x(state[:, :k]), delta_logp=state[:, k],
+                      kinetic=sign * state[:, k + 1] if kinetic else None, path=path,
+                      elements=[])
+
+
 def integrate(potential: FlowPotential, x: Tensor, epsilon: float, steps: int, *,
               reverse: bool = False, kinetic: bool = False, group: SymmetryGroup | None = None,
               generator: torch.Generator | None = None,
@@ -115,25 +135,12 @@ def integrate(potential: FlowPotential, x: Tensor, epsilon: float, steps: int, *
     extra = 2 if kinetic else 1
     T = float(epsilon) * steps
     t0, t1 = (T, 0.0) if reverse else (0.0, T)
+    if _uses_hidden(potential, group, coordinates):
+        return _integrate_hidden(potential.hidden_field(x), x, t0, t1, steps, kinetic,
+                                 record_every)
     sign = -1.0 if reverse else 1.0  # ∫_T^0 of a positive integrand is negative
     path: list[Tensor] = [x.detach().clone()] if record_every else []
     used: list[tuple[Tensor, Tensor]] = []
-    if _uses_hidden(potential, group, coordinates):
-        hidden = potential.hidden_field(x)
-        k = hidden.width
-        state = x.new_zeros(n, k + extra)
-        f = _hidden_rhs(hidden, kinetic)
-        every = record_every or steps
-        h = (t1 - t0) / steps
-        for i in range(0, steps, every):
-            m = min(every, steps - i)
-            state = rk4(f, state, t0 + i * h, t0 + (i + m) * h, m)
-            if record_every:
-                path.append(hidden.to_x(state[:, :k]).detach())
-        x_end = hidden.to_x(state[:, :k])
-        return FlowOutput(x=x_end, delta_logp=state[:, k],
-                          kinetic=sign * state[:, k + 1] if kinetic else None,
-                          path=path, elements=used)
     state = torch.cat([x, x.new_zeros(n, extra)], dim=1)
     f = _rhs(potential, d, kinetic)
     if group is None and not record_every:
