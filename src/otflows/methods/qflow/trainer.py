@@ -255,6 +255,23 @@ class QFlowTrainer:
         """log p(x, t_k) − log p(x, t_{k−1}) = h_k r(x, s_k) ``[L, n]`` (Fig. 2b)."""
         return self.nets["qflow_ratio"].interval_logits(x, self.ratio_grid)
 
+    def _normal_draws(self, n: int, gen: torch.Generator) -> Tensor:
+        """``n`` draws ``[n, d]`` of P = N(0, I) (toy task) from ``gen``, in the run's dtype."""
+        z = torch.randn(n, self.d, generator=gen, dtype=torch.float64)
+        return z.to(self.device, self.dtype)
+
+    @torch.no_grad()
+    def generate(self, n: int, seed: int) -> np.ndarray:
+        """Draw ``n`` samples of the learned model (float64 ``[n, d]``), deterministic in
+        ``seed``."""
+        if self.cfg.task != "toy":
+            raise ValueError("QFlow.generate: only the toy task (P = N(0, I)) is a generative "
+                             "model; a pair task transports given P samples (forward_map)")
+        gen = torch.Generator(device="cpu").manual_seed(int(seed))
+        src = self._normal_draws(int(n), gen)  # the draws evaluate() pushes for its samples
+        out = [grid_path(self.f, b, self.grid, self.cfg.S)[-1] for b in self._batches(src)]
+        return torch.cat(out).double().cpu().numpy()
+
     @torch.no_grad()
     def evaluate(self, test: np.ndarray, n_samples: int, seed: int) -> Evaluation:
         """Transport cost (7) both ways, inversion error, pushforward samples, and what
@@ -262,8 +279,7 @@ class QFlowTrainer:
         cfg, arrays, plan = self.cfg, self.arrays, self.plan
         gen = torch.Generator(device="cpu").manual_seed(int(seed))
         if cfg.task == "toy":
-            src = torch.randn(n_samples, self.d, generator=gen, dtype=torch.float64)
-            src = src.to(self.device, self.dtype)
+            src = self._normal_draws(n_samples, gen)
         else:
             src = self._tensor(arrays["test_p"], "test_p")[:n_samples]
         states = self.push(src)
