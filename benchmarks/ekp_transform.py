@@ -24,6 +24,7 @@ from otflows.methods.ekp import EKPConfig, EKPTrainer, c_eps_transform
 # App. D: width 64, 4 layers, B = 1000, N = 100, 200 MC in the flow, batches of 1000 (the
 # `ekp` defaults of schemas/params.schema.yaml).
 APP_D = {"width": 64, "n_layers": 4, "quadratic_base": False,
+         "ascent": "alg1", "quad_grid": 0,
          "eps": 1.0, "alpha": 1e-5, "lr": 1e-3, "batch_size": 1000,
          "n_mc": 100, "iters": 20000, "n_mc_flow": 200, "flow_batch": 1000, "rtol": 1e-5,
          "atol": 1e-5, "rk4_steps": 0, "nll_points": 0, "norm_grid": 128,

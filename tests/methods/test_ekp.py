@@ -33,6 +33,7 @@ from otflows.methods.ekp import (
 from otflows.pipeline.checkpoint import load_checkpoint, save_checkpoint
 
 TINY = {"width": 16, "n_layers": 4, "quadratic_base": False,
+        "ascent": "alg1", "quad_grid": 0,
         "eps": 1.0, "alpha": 6.4e-4, "lr": 1e-3, "batch_size": 64,
         "n_mc": 8, "iters": 6, "n_mc_flow": 8, "flow_batch": 64, "rtol": 1e-2, "atol": 1e-2,
         "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "mass_grid": 8,
@@ -300,6 +301,19 @@ def test_samples_shape_and_finite_log_densities(toy):
     again = make_trainer(TINY, toy[0], 0, torch.device("cpu"))
     again.load_state_dict(tr.state_dict())
     np.testing.assert_array_equal(again.evaluate(toy[1], 50, seed=0).samples, ev.samples)
+
+
+def test_generate_has_the_shape_and_is_deterministic_in_the_seed(toy):
+    # The benchmark's sampler (issue 24): float64 [n, d], the same points for the same seed
+    # (and the same as evaluate's samples for that seed), other points for another seed.
+    tr = make_trainer(TINY, toy[0], 0, torch.device("cpu"))
+    for _ in range(TINY["iters"]):
+        tr.train_step()
+    x = tr.generate(70, seed=4)  # two solves of flow_batch = 64
+    assert x.shape == (70, 2) and x.dtype == np.float64 and np.isfinite(x).all()
+    np.testing.assert_array_equal(x, tr.generate(70, seed=4))
+    assert np.abs(x - tr.generate(70, seed=5)).max() > 1e-3
+    np.testing.assert_array_equal(x, tr.evaluate(toy[1], 70, seed=4).samples)
 
 
 def test_config_names_unknown_missing_and_bad_keys(toy):

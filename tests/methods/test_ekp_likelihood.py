@@ -21,6 +21,7 @@ from otflows.methods.ekp import cnf_log_likelihood, make_trainer
 
 ROOT = Path(__file__).resolve().parents[2]
 SMALL = {"width": 32, "n_layers": 4, "quadratic_base": False,
+         "ascent": "alg1", "quad_grid": 0,
          "eps": 1.0, "alpha": 1.28e-3, "lr": 3e-3, "batch_size": 128,
          "n_mc": 16, "iters": 40, "n_mc_flow": 16, "flow_batch": 4096, "rtol": 1e-4,
          "atol": 1e-4, "rk4_steps": 0, "nll_points": 20, "norm_grid": 24, "mass_grid": 48,

@@ -60,6 +60,7 @@ def test_model_density_does_not_depend_on_the_batch_it_is_scored_in():
     # "density" (default checkerboard: grid mass 1.006 with one seed's chunks, 0.942 with
     # another's). Fixed-step RK4 makes each point's solve independent of its batch-mates.
     cfg = {"width": 16, "n_layers": 3, "quadratic_base": False,
+           "ascent": "alg1", "quad_grid": 0,
            "eps": 1.0, "alpha": 0.064, "lr": 3e-3,
            "batch_size": 64, "n_mc": 8, "iters": 5, "n_mc_flow": 8, "flow_batch": 7,
            "rtol": 1e-4, "atol": 1e-4, "rk4_steps": 16, "nll_points": 0, "norm_grid": 16,

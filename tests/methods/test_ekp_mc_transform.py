@@ -65,6 +65,7 @@ def test_the_evaluation_reports_the_bias_for_a_peaked_phi_and_not_for_a_wide_one
 
     data = sample_toy("checkerboard", 2000, np.random.default_rng(0)).astype(np.float32)
     cfg = {"width": 8, "n_layers": 2, "quadratic_base": False, "eps": EPS, "alpha": 0.1,
+           "ascent": "alg1", "quad_grid": 0,
            "lr": 1e-3, "batch_size": 8, "n_mc": 64, "iters": 1, "n_mc_flow": 4,
            "flow_batch": 10, "rtol": 1e-3, "atol": 1e-3, "rk4_steps": 0, "nll_points": 0,
            "norm_grid": 4, "mass_grid": 4, "field_grid": 4}

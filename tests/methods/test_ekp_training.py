@@ -17,6 +17,7 @@ from otflows.methods.ekp import make_trainer
 A = np.array([0.25, 1.5])
 EPS = 1.0
 CFG = {"width": 32, "n_layers": 4, "quadratic_base": True, "eps": EPS, "alpha": 0.064,
+       "ascent": "alg1", "quad_grid": 0,
        "lr": 1e-3, "batch_size": 64,
        "n_mc": 16, "iters": 800, "n_mc_flow": 8, "flow_batch": 1000, "rtol": 1e-4,
        "atol": 1e-4, "rk4_steps": 0, "nll_points": 0, "norm_grid": 16, "mass_grid": 8,

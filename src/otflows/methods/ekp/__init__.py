@@ -9,9 +9,11 @@ Modules: ``potentials`` (the ϕ, ψ networks, App. D), ``transform`` (the MC hea
 eq. 16, the (c, ε)-transform of eqs. 7/19, the dual of eqs. 12/15), ``flow`` (the flow of
 eqs. 16–18, its density eq. 17, dopri5 sampling and the CNF likelihood), ``gaussian``
 (App. C's closed-form Gaussian interpolations), ``mass`` (the grid integral of the CNF
-density and its quadrature-error estimate, claim E4), ``config`` (the run config) and ``trainer``
-(Algorithm 1, eqs. 20–21, and the evaluation). Each module's docstring lists where it departs
-from the paper's printed signs and factors.
+density and its quadrature-error estimate, claim E4), ``quadrature`` (the (c, ε)-transform by
+quadrature in 2-D, without eq. 19's exploitable MC bias), ``config`` (the run config) and
+``trainer`` (Algorithm 1, eqs. 20–21, or the semi-dual ascent of eq. 15, and the
+evaluation). Each module's docstring lists where it departs from the paper's printed signs
+and factors.
 """
 
 from otflows.methods.ekp.config import EKPConfig
@@ -22,6 +24,7 @@ from otflows.methods.ekp.gaussian import (
 )
 from otflows.methods.ekp.mass import GridMass, grid_mass
 from otflows.methods.ekp.potentials import Potential, PotentialMLP
+from otflows.methods.ekp.quadrature import QuadratureGrid, c_eps_transform_quadrature
 from otflows.methods.ekp.trainer import FIELD_TIMES, EKPTrainer, make_trainer
 from otflows.methods.ekp.transform import (
     DualTerms,
@@ -42,7 +45,9 @@ __all__ = [
     "GridMass",
     "Potential",
     "PotentialMLP",
+    "QuadratureGrid",
     "c_eps_transform",
+    "c_eps_transform_quadrature",
     "cnf_log_likelihood",
     "coupling",
     "dual_terms",

@@ -22,6 +22,9 @@ class EKPConfig:
     lr: float = spec(gt=0)  # Adam step size η of Algorithm 1
     batch_size: int = spec(min=1)  # B, from the data and from N(0, I)
     n_mc: int = spec(min=1)  # N, MC samples of the (c, ε)-transform in training
+    ascent: str = spec(choices=("alg1", "semi_dual"))  # trainer.py: Algorithm 1's J̃/Ĩ steps,
+    # or ϕ on the semi-dual of eq. (15) with ψ := ϕ^(c,ε) fitted by least squares
+    quad_grid: int = spec()  # 0: eq. (19)'s MC transform; n > 0 (2-D): quadrature, n² nodes
     iters: int = spec(min=1)  # k_max
     n_mc_flow: int = spec(min=1)  # MC samples of the heat kernels in the flow (App. D: 200)
     flow_batch: int = spec(min=1)  # points per ODE solve (App. D: 1000)
