@@ -69,7 +69,8 @@ include: "rules/train.smk"
 include: "rules/reports.smk"
 
 
+# The benchmark profile (config/benchmark.yaml) builds only the cross-method benchmark.
 rule all:
     default_target: True
     input:
-        TARGETS,
+        BENCHMARK_TARGETS if config.get("benchmark", {}).get("run") else TARGETS,

@@ -78,6 +78,19 @@ def init_flags(e):
     return ["--init-from", files[0], "--init-history", files[1]] if files else []
 
 
+def eval_flags(e):
+    """CLI arguments of `otflows evaluate` that mark a toy-benchmark run (--benchmark) or a
+    cross-method benchmark run (--bench-eval and its settings); a list, quoted one by one."""
+    if e.benchmark:
+        return ["--benchmark"]
+    if not e.bench_eval:
+        return []
+    b = config["benchmark"]
+    return ["--bench-eval", "--sample-timing", str(b["sample_timing"]),
+            "--bench-budget", str(b["train_seconds"]), "--bench-param-target",
+            str(b["param_target"])]
+
+
 def runs(methods, sweep=None, dataset=None, benchmark=None):
     """Experiments of the given methods, optionally filtered."""
     return select_runs(EXPERIMENTS.values(), methods, sweep, dataset, benchmark)

@@ -38,7 +38,7 @@ ENV_VAR = "OTFLOWS_FORKSERVER"
 # the libraries, then the command's own parser and modules (~20 ms a job) and the markdown
 # writer of the tables (tabulate, ~20 ms a table)
 PRELOAD = ("numpy", "torch", "torch._dynamo", "torchdiffeq", "matplotlib.pyplot", "pandas",
-           "tabulate", "otflows.cli.main")
+           "tabulate", "ot", "otflows.cli.main")  # ot (POT): ~1 CPU-s, once, not per job
 # then the project's modules that the jobs import lazily: 0.2 CPU-s once in the server instead
 # of 20-60 ms in each of ~100 jobs (a figure job builds the registry of every report module, a
 # training job imports its method and the training loop)

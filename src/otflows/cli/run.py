@@ -128,6 +128,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     trainer.load_state_dict(ckpt["state"])
     # A data file without `test` (the Ising energy) is scored by the method alone: no MMD.
     test = data["test"] if "test" in data else np.zeros((0, data["train"].shape[1]))
+    if args.bench_eval:  # the same test points for every method of the benchmark
+        test = test[: args.eval_samples]
     ev = trainer.evaluate(test, args.eval_samples, args.seed)
     bad = {k: v for k, v in ev.metrics.items() if not np.isfinite(v)}
     if bad:
@@ -147,7 +149,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     metrics = {**ckpt["meta"], **scores,
                **(mmd2_pair(ev.samples, test) if len(test) >= 2 else {}),
                "alpha": cfg.get("alpha"), "K": cfg.get("K"), "width": cfg.get("width"),
-               "benchmark": 1 if args.benchmark else None}
+               "benchmark": 1 if args.benchmark else None,
+               **(_bench_metrics(trainer, ev.samples, test, data["train"], args)
+                  if args.bench_eval else {})}
     metrics = {k: v for k, v in metrics.items() if v is not None}
     # the sweep values travel with the samples: a figure need not parse them from names
     sweep_values = {k: np.asarray(float(metrics[k])) for k in ("alpha", "width") if k in metrics}
@@ -165,6 +169,45 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     save_npz(args.out_samples, **arrays)
     write_json(metrics, args.out_metrics)
     return 0
+
+
+def _bench_metrics(trainer, samples: np.ndarray, test: np.ndarray, train: np.ndarray,
+                   args: argparse.Namespace) -> dict[str, float]:
+    """The cross-method benchmark's extra metrics: the exact empirical W₂² between the
+    generated and the test samples, its noise floor (a train subset of the same size against
+    the same test points: what W₂² ≈ 0 means at this n), and the CPU seconds per 10k samples
+    of ``trainer.generate`` (timed once on this one thread, after a 100-sample warm-up)."""
+    from otflows.metrics.transport import empirical_w2sq
+
+    n = min(len(samples), len(test), len(train))
+    out = {"w2sq": empirical_w2sq(samples[:n], test[:n]),
+           "w2sq_floor": empirical_w2sq(train[:n], test[:n]), "w2sq_points": n}
+    trainer.generate(min(100, args.sample_timing), args.seed)
+    start = time.process_time()
+    drawn = trainer.generate(args.sample_timing, args.seed)
+    seconds = time.process_time() - start
+    if drawn.shape != (args.sample_timing, test.shape[1]) or not np.isfinite(drawn).all():
+        raise SystemExit(f"error: {args.method}/{args.experiment}: generate({args.sample_timing})"
+                         f" returned shape {drawn.shape} or non-finite values")
+    return {**out, "sample_seconds_per_10k": seconds * 1e4 / args.sample_timing,
+            "sample_points": args.sample_timing,
+            "budget_seconds": args.bench_budget, "param_target": args.bench_param_target,
+            "machine": machine()}
+
+
+def machine() -> str:
+    """This machine in words: CPU model, core count, OS (the benchmark's footer)."""
+    import os
+    import platform
+
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            model = next((line.split(":", 1)[1].strip() for line in f
+                          if line.startswith("model name")), model)
+    except OSError:
+        pass
+    return f"{model}, {os.cpu_count()} cores, {platform.system()}"
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -195,6 +238,14 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--eval-samples", type=int, default=5000)
     ev.add_argument("--density-grid", type=int, default=0)
     ev.add_argument("--benchmark", action="store_true", help="list in the toy benchmark")
+    ev.add_argument("--bench-eval", action="store_true", help="a cross-method benchmark "
+                    "run: the first --eval-samples test points; W2^2, its floor, sampling time")
+    ev.add_argument("--sample-timing", type=int, default=10000,
+                    help="with --bench-eval: samples drawn once to time generate()")
+    ev.add_argument("--bench-budget", type=float, help="with --bench-eval: the training "
+                    "budget (s) the run was calibrated to, recorded with its metrics")
+    ev.add_argument("--bench-param-target", type=int, help="with --bench-eval: the "
+                    "parameter target, recorded with its metrics")
     ev.add_argument("--max-nll-per-dim", type=float, default=float("inf"),
                     help="fail on an |NLL| above this many nats per dimension (diverged)")
     ev.add_argument("--out-metrics", required=True)

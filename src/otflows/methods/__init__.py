@@ -27,6 +27,8 @@ METHODS: dict[str, str] = {
     "cpflow": "otflows.methods.cpflow",
     "qflow": "otflows.methods.qflow",
     "vae": "otflows.methods.vae",  # the MNIST VAE: prepares latents for Q-flow and CP-Flow
+    "nsf": "otflows.methods.nsf",  # benchmark baseline: zuko neural spline flow
+    "otcfm": "otflows.methods.otcfm",  # benchmark baseline: flow matching, minibatch-OT pairs
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any
 __all__ = ["FIGURES", "TABLES", "figure", "table"]
 
 # The per-paper modules, each defining FIGURES and TABLES dicts of kind name → builder.
-MODULES = ("data", "jko", "ekp", "cpflow", "qflow", "mongeampere", "claims")
+MODULES = ("data", "jko", "ekp", "cpflow", "qflow", "mongeampere", "claims", "benchmark")
 
 FigureBuilder = Callable[[list[Path], Path], None]  # (inputs, out.png) → None
 TableBuilder = Callable[[list[Path], Path, Path], None]  # (inputs, out.md, out.csv) → None

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from otflows.pipeline.experiments import Experiment, select_runs
 
-__all__ = ["CATALOGS", "Report", "catalog"]
+__all__ = ["BENCHMARK_CATEGORY", "CATALOGS", "Report", "catalog"]
 
 
 @dataclass(frozen=True)
@@ -228,10 +228,25 @@ def _qflow(config: dict, runs: list[Experiment]) -> list[Report]:
     return out
 
 
+BENCHMARK_CATEGORY = "Cross-method benchmark"
+
+
+def _benchmark(config: dict, runs: list[Experiment]) -> list[Report]:
+    """The cross-method benchmark (issue 24): table and figure over every benchmark run;
+    present only in the benchmark profile (its runs exist only there)."""
+    bench = [e for e in runs if e.bench_eval]
+    if not bench:
+        return []
+    return [_tab("benchmark", "benchmark", _metrics(bench), BENCHMARK_CATEGORY,
+                 "Every method on every toy: mean ± 95 % interval over seeds"),
+            _fig("benchmark", "benchmark", _samples(bench) + _metrics(bench),
+                 BENCHMARK_CATEGORY, "Samples (seed 0) and MMD² with 95 % intervals")]
+
+
 # One function per paper: (params, every run in order) -> its reports. Adding a method adds
 # its function here.
 CATALOGS: list[Callable[[dict, list[Experiment]], list[Report]]] = [
-    _data, _jko, _ekp, _mongeampere, _cpflow, _qflow]
+    _data, _jko, _ekp, _mongeampere, _cpflow, _qflow, _benchmark]
 
 
 def catalog(config: dict, runs: list[Experiment]) -> list[Report]:

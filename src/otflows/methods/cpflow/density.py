@@ -236,6 +236,11 @@ class DensityTrainer:
             return x.double().cpu().numpy(), 0.0, 0
         return self._pull_back(z)
 
+    def generate(self, n: int, seed: int) -> np.ndarray:
+        """Draw ``n`` samples of the learned model (float64 ``[n, d]``), deterministic in
+        ``seed``: :meth:`sample` without its diagnostics."""
+        return self.sample(n, seed)[0]
+
     def _pull_back(self, z: Tensor) -> tuple[np.ndarray, float, int]:
         """CP-Flow's x = f⁻¹(z) by Alg. 1 in chunks of 2048 rows: (x float64 ``[n, d]``,
         max inversion error, L-BFGS iterations summed)."""

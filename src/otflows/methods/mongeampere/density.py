@@ -154,6 +154,11 @@ class DensityTrainer(PotentialTrainer):
                           self.cfg.steps)[0].double().cpu() for b in self._batches(z)]
         return torch.cat(xs).numpy() if xs else np.zeros((0, self.d))
 
+    def generate(self, n: int, seed: int) -> np.ndarray:
+        """Draw ``n`` samples of the learned model (float64 ``[n, d]``), deterministic in
+        ``seed`` (as :meth:`sample`)."""
+        return self.sample(n, seed)
+
     @torch.no_grad()
     def forward_map(self, x: np.ndarray) -> np.ndarray:
         """Data x ``[n, d]`` → latent z = x(0) ``[n, d]``: the flow run back from t = T, as

@@ -1,6 +1,7 @@
 """Experiment grids: which runs (method, experiment, dataset, run config) params asks for.
 
-One module per paper (``jko``, ``ekp``, ``mongeampere``, ``cpflow``, ``qflow``, ``vae``), each
+One module per paper (``jko``, ``ekp``, ``mongeampere``, ``cpflow``, ``qflow``, ``vae``; and
+``benchmark``, the cross-method benchmark over their toy runs), each
 with ``experiments(config)`` and, where a run needs raw data that is not offline,
 ``miniboone_experiments(config)``. The Snakefile enumerates targets from here and hands each
 training job exactly its own resolved run config, so an edit reruns precisely the runs whose
@@ -24,7 +25,8 @@ __all__ = ["PAPERS", "Experiment", "all_experiments", "experiment_index", "exper
 
 # The per-paper grids, in the order their runs are listed (the summary keeps this order).
 PAPERS: list[str] = [f"otflows.pipeline.experiments.{name}"
-                     for name in ("jko", "ekp", "mongeampere", "cpflow", "qflow", "vae")]
+                     for name in ("jko", "ekp", "mongeampere", "cpflow", "qflow", "vae",
+                                  "benchmark")]
 
 
 def register_paper(module: str) -> None:

@@ -40,6 +40,14 @@ class Experiment:
     also_in: tuple[str, ...] = ()
     # False: the generic `evaluate` rule skips it (the VAE is scored by `prepare mnist-latents`)
     evaluate: bool = True
+    seed: int | None = None  # this run's seed for training and evaluation; None: params' seed
+    # a cross-method benchmark run (experiments/benchmark.py): evaluated on the first
+    # eval_samples test points, with the exact W2^2, its noise floor and the sampling time
+    bench_eval: bool = False
+
+    def seed_or(self, default: int) -> int:
+        """The run's own seed, else ``default`` (params' global ``seed``)."""
+        return default if self.seed is None else self.seed
 
     def in_sweep(self, sweep: str) -> bool:
         """Whether the run is a point of ``sweep``."""
