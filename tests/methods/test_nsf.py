@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import pytest
 import torch
@@ -88,21 +86,9 @@ def test_generate_is_the_inverse_of_base_draws(trained):
                                -trainer.log_density(_data(200, seed=2)).mean())
 
 
-def test_resume_is_bit_exact():
+def test_resume_is_bit_exact(assert_resumes_bit_exactly):
     cfg = {**CFG, "iters": 12, "dtype": "float32"}
     data = _data(500)
-    straight = make_trainer(cfg, data, 7, CPU)
-    first = [straight.train_step()["loss"] for _ in range(12)]
-    half = make_trainer(cfg, data, 7, CPU)
-    for _ in range(5):
-        half.train_step()
-    buffer = io.BytesIO()
-    torch.save(half.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make_trainer(cfg, data, 99, CPU)  # another seed: everything comes from the state
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert [resumed.train_step()["loss"] for _ in range(7)] == first[5:]
-    for p, q in zip(resumed.parameters(), straight.parameters(), strict=True):
-        assert torch.equal(p, q)
+    resumed, straight = assert_resumes_bit_exactly(make_trainer, cfg, data)
     x = data[:16]
     np.testing.assert_array_equal(resumed.log_density(x), straight.log_density(x))

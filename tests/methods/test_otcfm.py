@@ -3,7 +3,6 @@ ODE-tolerance sensitivity, sampling and bit-exact resume."""
 
 from __future__ import annotations
 
-import io
 import itertools
 
 import numpy as np
@@ -149,19 +148,7 @@ def test_generate_shape_determinism_and_evaluate(trained):
     assert m["inversion_error"] < 1e-3
 
 
-def test_resume_is_bit_exact():
+def test_resume_is_bit_exact(assert_resumes_bit_exactly):
     cfg = {**CFG, "iters": 12, "batch_size": 32}
     data = _data(500)
-    straight = make_trainer(cfg, data, 7, CPU)
-    first = [straight.train_step()["loss"] for _ in range(12)]
-    half = make_trainer(cfg, data, 7, CPU)
-    for _ in range(5):
-        half.train_step()
-    buffer = io.BytesIO()
-    torch.save(half.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = make_trainer(cfg, data, 99, CPU)  # another seed: everything comes from the state
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    assert [resumed.train_step()["loss"] for _ in range(7)] == first[5:]
-    for p, q in zip(resumed.parameters(), straight.parameters(), strict=True):
-        assert torch.equal(p, q)
+    assert_resumes_bit_exactly(make_trainer, cfg, data)

@@ -154,13 +154,21 @@ def test_resume_from_a_saved_state_is_bit_identical(tiny_gmm):
     assert half + rest == logs
 
 
-def test_toy_task_samples_log_density_and_checkpoint(tmp_path):
+@pytest.fixture(scope="module")
+def trained_toy():
+    """A Q-flow toy trainer (N(0, I) -> a shifted Gaussian) trained once for this module:
+    (trainer, data, cfg)."""
     rng = np.random.default_rng(0)
     data = rng.standard_normal((300, 2)) * 0.5 + 1.0
     cfg = {**BASE, "task": "toy", "dre": False, "ratio_iters": 0, "field_grid": 0}
     tr = make_trainer(cfg, data, 0, CPU, {"test": data[:50]})
     for _ in range(tr.n_steps):
         tr.train_step()
+    return tr, data, cfg
+
+
+def test_toy_task_samples_log_density_and_checkpoint(tmp_path, trained_toy):
+    tr, data, cfg = trained_toy
     ev = tr.evaluate(data[:50], 40, 0)
     assert ev.samples.shape == (40, 2)
     assert math.isfinite(ev.metrics["nll_nats"]) and math.isfinite(ev.metrics["transport_cost"])
@@ -172,15 +180,10 @@ def test_toy_task_samples_log_density_and_checkpoint(tmp_path):
     assert np.allclose(again.log_density(data[:20]), logp)
 
 
-def test_generate_draws_the_evaluated_samples_deterministically_in_the_seed(tiny_gmm):
+def test_generate_draws_the_evaluated_samples_deterministically_in_the_seed(tiny_gmm, trained_toy):
     """Issue 24's sampling interface: shape, float64, seed-determinism, and the same solver
     (and the same N(0, I) draws) as evaluate's samples."""
-    rng = np.random.default_rng(0)
-    data = rng.standard_normal((300, 2)) * 0.5 + 1.0
-    cfg = {**BASE, "task": "toy", "dre": False, "ratio_iters": 0, "field_grid": 0}
-    tr = make_trainer(cfg, data, 0, CPU, {"test": data[:50]})
-    for _ in range(tr.n_steps):
-        tr.train_step()
+    tr, data, _ = trained_toy
     a, b, c = tr.generate(37, 5), tr.generate(37, 5), tr.generate(37, 6)
     assert a.shape == (37, 2) and a.dtype == np.float64 and np.isfinite(a).all()
     assert np.array_equal(a, b) and not np.allclose(a, c)
