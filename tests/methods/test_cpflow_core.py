@@ -140,3 +140,16 @@ def test_two_block_flow_density_integrates_to_one(actnorm: bool):
     z = flow(pts[:50])
     back = flow.inverse(z, 1e-10, 500)
     assert (back.x - pts[:50]).abs().max() < 1e-7
+
+
+def test_exact_log_det_rejects_an_indefinite_hessian_with_positive_determinant():
+    """∇²F = diag(1, −1, −1) has det +1: a sign test on det passes it, but log det of a
+    non-positive-definite Hessian is not a change of volume of a convex potential's map.
+    The Cholesky factorisation refuses it with a clear message."""
+
+    def saddle(x: torch.Tensor) -> torch.Tensor:
+        return 0.5 * (x[:, 0] ** 2 - x[:, 1] ** 2 - x[:, 2] ** 2)
+
+    x = torch.randn(4, 3, dtype=torch.float64)
+    with pytest.raises(ValueError, match="not positive definite"):
+        exact_log_det(saddle, x)

@@ -48,7 +48,7 @@ def _softplus_inverse(y: Tensor) -> Tensor:
 ACTIVATIONS = ("softplus", "gaussian_softplus")
 """Softplus-type activations s (non-decreasing, convex, twice differentiable; §3.1)."""
 _SQRT_2PI = math.sqrt(2.0 * math.pi)
-HESSIAN_CHUNK = 1 << 22
+HESSIAN_CHUNK = 1 << 20
 """Elements per chunk of the closed-form Hessian's ``[rows, units, d]`` Jacobians."""
 
 
@@ -216,41 +216,57 @@ class ICNN(nn.Module):
         ∇²F = Σ_u δ_u s″(a_u) ∇a_u ∇a_uᵀ over every unit u (a_u its pre-activation,
         δ_u = ∂F/∂h_u ≥ 0). ∇a_u is a row of L (constant) for layer 1 and the augmented
         units, and is propagated forward layer by layer for the convex path; no copy of x
-        per basis vector. Rows are processed in chunks of :data:`HESSIAN_CHUNK` elements of
-        ``[rows, units, d]``, so memory does not grow with the batch."""
+        per basis vector. The Jacobians are kept transposed, ``[n, d, units]``, so each
+        layer's propagation is one matmul over n·d rows and its rank-``units`` term is one
+        batched matmul added into the Hessian (no concatenation of all layers). Rows are
+        processed in chunks of :data:`HESSIAN_CHUNK` elements of ``[rows, d, width]``
+        (cache-sized: memory does not grow with the batch)."""
         n, d = x.shape
-        rows = max(1, HESSIAN_CHUNK // (self.n_affine * d))
-        if n > rows:
-            return torch.cat([self.hessian(x[i:i + rows], None if context is None else
-                                           context[i:i + rows]) for i in range(0, n, rows)])
-        p = self._passes(x, context)
-        w, nc = self.width, self.n_conv
-        wx = self.wx
-        fixed = torch.cat([wx[:w]] + [wx[w + k * w + nc:w + (k + 1) * w]
-                                       for k in range(self.depth - 1)])  # constant ∇a rows
-        c_fixed = torch.cat([p["delta1"] * p["c1"]] + [p["d_aug"][k] * p["c_aug"][:, k]
-                                                       for k in range(self.depth - 1)], 1)
-        jh = p["s1"][:, :, None] * wx[:w]  # ∇h₁ = s′(a₁) ∇a₁ ``[n, w, d]``
-        grads, coef = [], []
+        w, nc, k1 = self.width, self.n_conv, self.depth - 1
+        fixed = torch.cat([self.wx[:w]] + [self.wx[w + k * w + nc:w + (k + 1) * w]
+                                            for k in range(k1)])  # constant ∇a rows
+        if fixed.shape[0] * d * d <= 4 * HESSIAN_CHUNK:
+            # Σ_u c_u l_u l_uᵀ as one matmul onto the upper triangle's d(d+1)/2 products,
+            # mirrored into both triangles (half the work of all d² entries)
+            iu = torch.triu_indices(d, d, device=x.device)
+            products = fixed[:, iu[0]] * fixed[:, iu[1]]
+            slots = (iu[0] * d + iu[1], iu[1] * d + iu[0])
+        else:
+            products = slots = None
+        rows = max(1, HESSIAN_CHUNK // (w * d))
+        out = []
+        for i in range(0, n, rows):
+            xi = x[i:i + rows]
+            p = self._passes(xi, None if context is None else context[i:i + rows])
+            c_fixed = torch.cat([p["delta1"] * p["c1"]] + [p["d_aug"][k] * p["c_aug"][:, k]
+                                                           for k in range(k1)], 1)
+            if products is not None:
+                upper = c_fixed @ products
+                h = xi.new_empty(xi.shape[0], d * d)
+                h = h.index_copy(1, slots[0], upper).index_copy(1, slots[1], upper)
+                h = h.view(-1, d, d)
+            else:  # Lᵀ diag(c) L, one matmul over rows·d rows
+                h = torch.matmul(fixed.t() * c_fixed[:, None, :], fixed)
+            out.append(self._add_convex_path(h, p))
+        return torch.cat(out) if len(out) > 1 else out[0]
+
+    def _add_convex_path(self, h: Tensor, p: dict) -> Tensor:
+        """h ``[n, d, d]`` + Σ over the convex-path units of δ s″ ∇a ∇aᵀ (:meth:`hessian`)."""
+        w, nc, wx = self.width, self.n_conv, self.wx
+        jt = p["s1"][:, None, :] * wx[:w].t()  # (∇h₁)ᵀ = ∇a₁ᵀ s′(a₁) ``[n, d, w]``
         for k, pos in enumerate(p["pos"]):
             lo = w + k * w
-            wg = wx[lo + nc:lo + w]
-            ja = torch.matmul(pos, jh) + wx[lo:lo + nc]  # ∇a of the convex path ``[n, nc, d]``
-            grads.append(ja)
-            coef.append(p["d_conv"][k] * p["curv"][k])
-            jh = torch.cat([p["sig"][k][:, :, None] * ja, p["s_aug"][:, k, :, None] * wg], 1)
-        if fixed.shape[0] * d * d <= HESSIAN_CHUNK:  # Σ_u c_u l_u l_uᵀ as one matmul
-            h = (c_fixed @ (fixed[:, :, None] * fixed[:, None, :]).reshape(-1, d * d))
-            h = h.reshape(n, d, d)
-        else:
-            grads.append(fixed.expand(n, -1, -1))
-            coef.append(c_fixed)
-            h = None
-        if not grads:
-            return h
-        g = torch.cat(grads, 1)  # [n, units, d]
-        hg = torch.bmm((g * torch.cat(coef, 1)[:, :, None]).transpose(1, 2), g)
-        return hg if h is None else h + hg
+            if k == 0:
+                ja = torch.matmul(jt, pos.t())  # (∇a)ᵀ of the convex path ``[n, d, nc]``
+            else:  # h_{k-1} = [h̃, h^g]: two matmuls instead of a concatenation
+                ja = torch.matmul(jt * p["sig"][k - 1][:, None, :], pos[:, :nc].t())
+                wg = wx[lo - w + nc:lo].t()  # ∇a of the previous layer's augmented units
+                ja = ja + torch.matmul(wg * p["s_aug"][:, k - 1, None, :], pos[:, nc:].t())
+            ja = ja + wx[lo:lo + nc].t()
+            coef = p["d_conv"][k] * p["curv"][k]
+            h = torch.baddbmm(h, ja * coef[:, None, :], ja.transpose(1, 2))  # + Σ c ∇a ∇aᵀ
+            jt = ja
+        return h
 
     def derivatives(self, x: Tensor, context: Tensor | None = None
                     ) -> tuple[Tensor, Tensor, Callable[[Tensor], Tensor]]:
