@@ -196,3 +196,15 @@ def test_a_preloaded_server_stops_at_once(tmp_path):
     srv.stop()
     assert time.monotonic() - started < 0.8
     assert srv.process.returncode == 0 and not Path(srv.path).exists()
+
+
+def test_optional_preloads_are_named_and_checked():
+    """POT is preloaded only when a run asks for it (the benchmark profile): the default and
+    smoke profiles never import it, and it would delay their first job by ~1 CPU-s. An
+    unknown module name is refused before any process starts."""
+    assert "ot" not in forkserver.PRELOAD and "ot" in forkserver.OPTIONAL_PRELOAD
+    with pytest.raises(ValueError, match="extra preload"):
+        forkserver.start(export=False, extra=("not_a_module",))
+    srv = forkserver.start(export=False, extra=("ot",))
+    srv.stop()
+    assert srv.process.returncode == 0

@@ -5,12 +5,13 @@ quads per density panel took ~80 % of every figure job's time)."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from otflows.reports.common import plt, rasterize_dense, save_figure
 
 
-def _figure():
-    fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3))
+def _figure(layout: str | None = None):
+    fig, (a, b) = plt.subplots(1, 2, figsize=(6, 3), layout=layout)
     grid = np.linspace(-3, 3, 121)
     xx, yy = np.meshgrid(grid, grid)
     a.pcolormesh(xx, yy, -(xx**2 + yy**2), shading="auto")
@@ -18,11 +19,15 @@ def _figure():
     b.scatter(*np.random.default_rng(0).normal(size=(2, 3000)), s=1)
     b.scatter([0.0, 1.0], [0.0, 1.0], s=20, color="black")  # a few markers: stay vectors
     a.set_title("density")
+    fig.suptitle("a long figure title that sets the tight bounding box's width")
     return fig
 
 
-def test_dense_collections_are_rasterized_in_the_svg_only(tmp_path):
-    fig = _figure()
+@pytest.mark.parametrize("layout", [None, "constrained"])
+def test_dense_collections_are_rasterized_in_the_svg_only(tmp_path, layout):
+    """The PNG is the same bytes as matplotlib's own ``bbox_inches="tight"`` save (which
+    save_figure replaces by one measuring draw), with and without a layout engine."""
+    fig = _figure(layout)
     fig.savefig(tmp_path / "plain.png", format="png", dpi=130, bbox_inches="tight")
     save_figure(fig, tmp_path / "fig.png")
     assert (tmp_path / "fig.png").read_bytes() == (tmp_path / "plain.png").read_bytes()

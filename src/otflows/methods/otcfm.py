@@ -30,7 +30,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
-import ot
 import torch
 from flow_matching.path import AffineProbPath
 from flow_matching.path.scheduler import CondOTScheduler
@@ -79,6 +78,9 @@ def ot_pairing(x0: Tensor, x1: Tensor) -> np.ndarray:
     if x0.shape != x1.shape or x0.dim() != 2:
         raise ValueError(f"ot_pairing: shapes {tuple(x0.shape)}, {tuple(x1.shape)}; expected "
                          f"two equal [b, d]")
+    import ot  # POT (~1 CPU-s): here, so the method registry and the fork server's default
+    # preload do not pay it in runs that train no OT-CFM
+
     a = x0.detach().double().cpu().numpy()
     b = x1.detach().double().cpu().numpy()
     w = np.full(len(a), 1.0 / len(a))
