@@ -5,7 +5,7 @@ and (``--eval``) the exact test log-density at evaluation against d.
 The ``--eval`` rows score 1024 points (64 at d = 784, where one 784×784 Hessian per point
 dominates) with the fully connected ICNN of the tabular benchmark (width 64, 10 hidden
 layers, float32, one block) at d = 2, 8, 43, 128 and 784: the closed-form Hessian
-(``ICNN.hessian``) in row chunks, then ``slogdet``. The original code's exact log p of 1024
+(``ICNN.hessian``) in row chunks, then its Cholesky factor. The original code's exact log p of 1024
 points at d = 43 took 186 ms and 0.40 GiB on the issue's machine (``cpflow_step.py``).
 
 Peak memory is the growth of the process's maximum resident set during the measured steps,
@@ -125,9 +125,9 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--repeats", type=int, default=5)
-    # d = 784 is opt-in: on a loaded 2-core CPU its surrogate rows take minutes, and the
-    # exact branch (batch of 784x784 float32 Hessians) made MKL's slogdet report
-    # "Parameter 6 was incorrect on entry to SLASWP" in our one try: not yet resolved.
+    # d = 784 is opt-in: on a loaded 2-core CPU its surrogate rows take minutes. (Its exact
+    # branch, a batch of 784x784 float32 Hessians, made MKL's slogdet (LU) print "Parameter 6
+    # was incorrect on entry to SLASWP" and run for minutes; log det is now by Cholesky.)
     p.add_argument("--dims", type=int, nargs="+", default=[2, 43], choices=list(CASES))
     p.add_argument("--eval", action="store_true",
                    help="exact log p at evaluation against d (fc ICNN) instead of the steps")

@@ -225,7 +225,7 @@ class ICNN(nn.Module):
         w, nc, k1 = self.width, self.n_conv, self.depth - 1
         fixed = torch.cat([self.wx[:w]] + [self.wx[w + k * w + nc:w + (k + 1) * w]
                                             for k in range(k1)])  # constant ∇a rows
-        if fixed.shape[0] * d * d <= 4 * HESSIAN_CHUNK:
+        if fixed.shape[0] * d * (d + 1) // 2 <= 4 * HESSIAN_CHUNK:  # products: <= 16 MiB (fp32)
             # Σ_u c_u l_u l_uᵀ as one matmul onto the upper triangle's d(d+1)/2 products,
             # mirrored into both triangles (half the work of all d² entries)
             iu = torch.triu_indices(d, d, device=x.device)
