@@ -166,9 +166,10 @@ def exact_log_det(potential: Callable[..., Tensor], x: Tensor, create_graph: boo
     for i in range(0, n, rows):
         ctx = context[i:i + rows] if context is not None else None
         h = hessian(potential, x[i:i + rows], create_graph, ctx)
-        # Cholesky (H is symmetric positive definite for a strongly convex F): half the
-        # work of slogdet's LU, and a failure is exactly "not positive definite" (a sign
-        # test on det would pass an even number of negative eigenvalues).
+        # Cholesky (H is symmetric positive definite for a strongly convex F): a failure is
+        # exactly "not positive definite" (a sign test on det passes an even number of
+        # negative eigenvalues), and MKL's batched LU behind slogdet printed SLASWP errors
+        # and ran for minutes on 64 float32 Hessians at d = 784 (benchmarks/cpflow_logdet.py).
         chol, info = torch.linalg.cholesky_ex(h)  # reads the lower triangle only
         if bool((info > 0).any()):
             raise ValueError(f"exact_log_det: {int((info > 0).sum())} Hessian(s) not positive "
