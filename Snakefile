@@ -38,8 +38,9 @@ onstart:
     if config["run"]["forkserver"] and workflow.local_exec and forkserver.supported():
         # first: it imports torch & co. (~3 s) while the rest of this runs; POT only for
         # the benchmark profile, whose OT-CFM runs and exact W2 need it
-        extra = ("ot",) if config.get("benchmark", {}).get("run") else ()
-        FORKSERVER.append(forkserver.start(log=".snakemake/forkserver.jsonl", extra=extra))
+        if config.get("benchmark", {}).get("run"):
+            os.environ[forkserver.EXTRA_VAR] = "ot"
+        FORKSERVER.append(forkserver.start(log=".snakemake/forkserver.jsonl"))
     if workflow.local_exec:  # jobs stop themselves if this Snakemake is killed (launcher.py)
         os.environ[PARENT_VAR] = str(os.getpid())
         os.environ[GIT_COMMIT_VAR] = git_commit(workflow.basedir)  # once, not once per job

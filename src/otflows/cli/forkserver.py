@@ -32,18 +32,14 @@ import sys
 import threading
 import time
 
-__all__ = ["ENV_VAR", "OPTIONAL_PRELOAD", "PRELOAD", "Server", "run_via_server", "serve", "start",
-           "supported"]
+__all__ = ["ENV_VAR", "PRELOAD", "Server", "run_via_server", "serve", "start", "supported"]
 
 ENV_VAR = "OTFLOWS_FORKSERVER"
 # the libraries, then the command's own parser and modules (~20 ms a job) and the markdown
 # writer of the tables (tabulate, ~20 ms a table)
 PRELOAD = ("numpy", "torch", "torch._dynamo", "torchdiffeq", "matplotlib.pyplot", "pandas",
            "tabulate", "otflows.cli.main")
-# imported too where the run asks for them (``start(extra=...)``): POT costs ~1 CPU-s, which
-# every job of the benchmark profile would pay (OT-CFM's pairing, exact W2), but it delays the
-# first job of the default and smoke profiles, which never import it, by that second
-OPTIONAL_PRELOAD = ("ot",)
+EXTRA_VAR, OPTIONAL_PRELOAD = ENV_VAR + "_EXTRA", ("ot",)  # POT, ~1 CPU-s: where a run asks
 # then the project's modules that the jobs import lazily: 0.2 CPU-s once in the server instead
 # of 20-60 ms in each of ~100 jobs (a figure job builds the registry of every report module, a
 # training job imports its method and the training loop)
@@ -268,10 +264,8 @@ def _preload_project() -> None:
         pass
 
 
-def serve(path: str, parent: int | None = None, log: str | None = None,
-          extra: tuple[str, ...] = ()) -> None:
-    """Listen on ``path``, import :data:`PRELOAD` and ``extra``, then fork one child per
-    request.
+def serve(path: str, parent: int | None = None, log: str | None = None) -> None:
+    """Listen on ``path``, import :data:`PRELOAD`, then fork one child per request.
 
     ``parent``: exit once this pid is no longer our parent (Snakemake is gone). ``log``: a
     file, emptied at start, that gets one JSON line per forked job of this server (time, pid,
@@ -296,7 +290,8 @@ def serve(path: str, parent: int | None = None, log: str | None = None,
         os.environ.setdefault("MPLBACKEND", "Agg")
         import importlib
 
-        for name in (*PRELOAD, *extra):
+        asked = os.environ.get(EXTRA_VAR, "").split(",")  # e.g. "ot" (the benchmark profile)
+        for name in (*PRELOAD, *(m for m in OPTIONAL_PRELOAD if m in asked)):
             importlib.import_module(name)
         _preload_project()
         if times:
@@ -373,9 +368,8 @@ def supported() -> bool:
     return sys.platform.startswith("linux")
 
 
-def start(log: str | None = None, export: bool = True, extra: tuple[str, ...] = ()) -> Server:
-    """Start a server as a child of this process; with ``export``, set ``$OTFLOWS_FORKSERVER``;
-    ``extra``: modules of :data:`OPTIONAL_PRELOAD` to import as well.
+def start(log: str | None = None, export: bool = True) -> Server:
+    """Start a server as a child of this process; with ``export``, set ``$OTFLOWS_FORKSERVER``.
 
     Returns at once: the socket exists before the server has finished importing, and
     clients that connect early wait in the listen queue.
@@ -389,10 +383,6 @@ def start(log: str | None = None, export: bool = True, extra: tuple[str, ...] = 
     cmd = [sys.executable, "-P", "-m", "otflows.cli.forkserver", path, "--parent", str(os.getpid())]
     if log:
         cmd += ["--log", os.path.abspath(log)]
-    unknown = sorted(set(extra) - set(OPTIONAL_PRELOAD))
-    if unknown:
-        raise ValueError(f"fork server: extra preload {unknown} not in {OPTIONAL_PRELOAD}")
-    cmd += [arg for name in extra for arg in ("--preload", name)]
     process = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, start_new_session=True)
     deadline = time.monotonic() + 30.0
     while not os.path.exists(path):
@@ -405,19 +395,17 @@ def start(log: str | None = None, export: bool = True, extra: tuple[str, ...] = 
 
 
 def main(argv: list[str] | None = None) -> None:
-    """``python -m otflows.cli.forkserver SOCKET [--parent PID] [--log FILE] [--preload M]``."""
+    """``python -m otflows.cli.forkserver SOCKET [--parent PID] [--log FILE]``."""
     import argparse
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("socket")
     parser.add_argument("--parent", type=int, default=None)
     parser.add_argument("--log", default=None)
-    parser.add_argument("--preload", action="append", default=[], choices=OPTIONAL_PRELOAD)
     args = parser.parse_args(argv)
     code = 0
     try:
-        # its `finally` removes the socket
-        serve(args.socket, args.parent, args.log, tuple(args.preload))
+        serve(args.socket, args.parent, args.log)  # its `finally` removes the socket
     except SystemExit as exc:  # SIGTERM's handler raises SystemExit(0)
         code = 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 1
     # Skip the interpreter's teardown: finalising torch, matplotlib and pandas took 1.2 s after
