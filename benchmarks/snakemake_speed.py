@@ -8,7 +8,10 @@ Usage::
 
 ``noop``: ``snakemake -n`` in ``DIR`` (default: the repository, whose results should be
 complete so that nothing is to be done), median wall and CPU (user + sys of Snakemake and
-its children) over the repeats; goal (issue 23): <= 1.5 s on the default profile.
+its children) over the repeats, each run followed by one of the floor's (below), and the
+median ratio of the pairs: on this VM wall times move +-20 % from minute to minute, the
+ratio much less. Goal (issue 23): <= 1.5 s on the default profile, where the floor was
+1.06 s (a ratio of 1.4).
 ``floor``: the same on a one-rule Snakefile, without and with params: Snakemake's own
 start-up on this machine.
 ``smoke``: the smoke profile (``--configfile config/smoke.yaml --cores 2``) from scratch in a
@@ -23,6 +26,7 @@ Run it on an idle machine: wall times of a loaded one mean little (CPU seconds s
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import resource
@@ -33,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -68,15 +73,35 @@ def _report(name: str, runs: list[tuple[float, float]]) -> None:
           f"{len(runs)} run(s)")
 
 
+FLOOR_RULE = 'rule a:\n    output: "a.txt"\n{params}    shell: "touch {{output}}"\n'
+
+
+@contextlib.contextmanager
+def _floor_tree(params: str) -> Iterator[Path]:
+    """A temporary one-rule workflow whose output is up to date."""
+    with tempfile.TemporaryDirectory(prefix="otflows-floor-") as tmp:
+        Path(tmp, "Snakefile").write_text(FLOOR_RULE.format(params=params))
+        Path(tmp, "a.txt").touch()
+        yield Path(tmp)
+
+
 def noop(tree: Path, repeats: int, args: list[str]) -> None:
-    """Median wall and CPU of ``snakemake -n`` in ``tree`` (which should be up to date)."""
-    runs = []
-    for _ in range(repeats):
-        wall, cpu, proc = _timed([str(BIN / "snakemake"), "-n", "--quiet", *args], tree)
-        runs.append((wall, cpu))
+    """Median wall and CPU of ``snakemake -n`` in ``tree`` (which should be up to date),
+    each run paired with one of the floor's (one rule with params), and their ratio."""
+    runs, floor_runs = [], []
+    with _floor_tree("    params: n=1\n") as floor_dir:
+        for _ in range(repeats):
+            wall, cpu, proc = _timed([str(BIN / "snakemake"), "-n", "--quiet", *args], tree)
+            runs.append((wall, cpu))
+            floor_runs.append(_timed([str(BIN / "snakemake"), "-n", "--quiet", "--cores", "1"],
+                                     floor_dir)[:2])
     state = "nothing to do" if "Nothing to be done" in proc.stdout + proc.stderr else \
         "SOME JOBS TO DO (not a no-op)"
     _report(f"snakemake -n {' '.join(args)} in {tree} [{state}]", runs)
+    _report("snakemake -n, one rule with params (floor), interleaved", floor_runs)
+    ratios = [w / f for (w, _), (f, _) in zip(runs, floor_runs, strict=True)]
+    print(f"ratio to the floor, run by run: median {statistics.median(ratios):.2f} "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f})")
 
 
 def floor(repeats: int) -> None:
@@ -84,13 +109,10 @@ def floor(repeats: int) -> None:
     ``params:`` entry. With params, Snakemake hashes them for its params rerun trigger, and
     where pandas is installed (our pipeline needs it) that imports pandas (~0.35 s here)
     unless something already did (the Slurm executor plugin does, at start-up)."""
-    rule = 'rule a:\n    output: "a.txt"\n{params}    shell: "touch {{output}}"\n'
     for name, params in (("one rule", ""), ("one rule with params", "    params: n=1\n")):
-        with tempfile.TemporaryDirectory(prefix="otflows-floor-") as tmp:
-            Path(tmp, "Snakefile").write_text(rule.format(params=params))
-            Path(tmp, "a.txt").touch()
-            runs = [_timed([str(BIN / "snakemake"), "-n", "--quiet", "--cores", "1"],
-                           Path(tmp))[:2] for _ in range(repeats)]
+        with _floor_tree(params) as tmp:
+            runs = [_timed([str(BIN / "snakemake"), "-n", "--quiet", "--cores", "1"], tmp)[:2]
+                    for _ in range(repeats)]
         _report(f"snakemake -n, {name} (floor)", runs)
 
 
