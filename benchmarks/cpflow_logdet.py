@@ -42,7 +42,7 @@ def _cfg(arch: str, depth: int, width: int, batch: int, dtype: str, cg_iter: int
             "lr_halve_every": 0, "batch_size": batch, "iters": 1, "cg_tol": 1e-30,
             "cg_max_iter": cg_iter, "slq_steps": 2, "slq_probes": 1, "exact_max_dim": 64,
             "invert_tol": 1e-6, "invert_max_iter": 10, "transforms": 1, "monitor_every": 0,
-            "dtype": dtype}
+            "dtype": dtype, "compile": False}
 
 
 def _maxrss_mb() -> float:

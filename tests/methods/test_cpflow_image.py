@@ -120,7 +120,7 @@ def test_smoke_multiscale_run_on_mnist_shaped_data():
            "lr": 1e-3, "weight_decay": 0.0, "lr_halve_every": 0, "batch_size": 8, "iters": 2,
            "cg_tol": 1e-2, "cg_max_iter": 4, "slq_steps": 3, "slq_probes": 1,
            "exact_max_dim": 64, "invert_tol": 1e-2, "invert_max_iter": 5, "transforms": 1,
-           "monitor_every": 0, "dtype": "float32"}
+           "monitor_every": 0, "dtype": "float32", "compile": False}
     tr = make_trainer(cfg, logit[:20], 0, torch.device("cpu"),
                       {"test": logit[20:], "logit_lambda": np.array(lam)})
     assert isinstance(tr.flow, ImageCPFlow)

@@ -52,6 +52,9 @@ class CPFlowConfig:
     transforms: int = spec(min=1)  # transforms of a MAF/NAF baseline
     monitor_every: int = spec(min=0)  # coupling: steps between KL/cost evaluations (0: none)
     dtype: str = spec(choices=tuple(DTYPES))
+    # CP-Flow's training surrogate through torch.compile (architecture fc; core.py): the same
+    # algorithm, float rounding differs from eager; pays off over long runs (compile ~15-50 s)
+    compile: bool = spec()
 
     @classmethod
     def from_dict(cls, d: dict) -> CPFlowConfig:

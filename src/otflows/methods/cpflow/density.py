@@ -74,6 +74,10 @@ class DensityTrainer:
     def __init__(self, cfg: CPFlowConfig, train: np.ndarray, seed: int,
                  device: torch.device, arrays: dict[str, np.ndarray] | None = None) -> None:
         arrays = dict(arrays or {})
+        if cfg.compile and cfg.model == "cpflow" and cfg.architecture != "fc":
+            raise ValueError(f"cpflow.compile=True: compiles the fully connected CP-Flow's "
+                             f"training step only; got architecture={cfg.architecture!r} "
+                             f"(set compile: false)")
         self.cfg = cfg
         self.device = torch.device(device)
         self.dtype = DTYPES[cfg.dtype]
@@ -159,8 +163,9 @@ class DensityTrainer:
         if self.baseline is not None:
             loss = -self.baseline().log_prob(x).mean()
         else:
+            compiled = {"compiled": True} if self.cfg.compile else {}  # fc only (__init__)
             objective, prior, logs = self.flow.surrogate_nll(x, self.generator, self.cfg.cg_tol,
-                                                             self.cfg.cg_max_iter)
+                                                             self.cfg.cg_max_iter, **compiled)
             loss = objective.mean()
             logs["prior_nll"] = prior.mean().item()
             logs["alpha"] = float(self.flow.blocks[0].alpha.detach())
