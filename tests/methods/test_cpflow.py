@@ -6,6 +6,8 @@ numerics (CG, SLQ, Alg. 1, Alg. 2) are in ``test_cpflow_core.py``."""
 from __future__ import annotations
 
 import math
+import os
+import shutil
 
 import numpy as np
 import pytest
@@ -138,6 +140,8 @@ def test_contract_gradients_seed_samples_and_resume(model: str, over: dict):
         assert ev.metrics["alpha_learned"] != TOY["alpha"]
 
 
+@pytest.mark.skipif(shutil.which(os.environ.get("CXX", "g++")) is None,
+                    reason="torch.compile on CPU needs a C++ compiler")
 def test_compiled_training_step_matches_eager_and_repeats_exactly():
     """compile=True (issue 23) is the same Alg. 2 step through torch.compile: the loss and
     every parameter gradient agree with eager to rounding, step after step, over two blocks
@@ -178,6 +182,10 @@ def test_registry_and_config_errors():
     with pytest.raises(ValueError, match="compile=True.*architecture='conv'"):
         make_trainer({**TOY, "architecture": "conv", "compile": True}, toy_data(), 0,
                      torch.device("cpu"))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CXX", "no-such-compiler")
+        with pytest.raises(ValueError, match=r"compile=True: .* needs a C\+\+ compiler"):
+            make_trainer({**TOY, "compile": True}, toy_data(), 0, torch.device("cpu"))
     with pytest.raises(ValueError, match="d = 784"):
         make_trainer({**TOY, "architecture": "conv"}, toy_data(), 0, torch.device("cpu"))
 

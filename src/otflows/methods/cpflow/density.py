@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import copy
 import math
+import os
+import shutil
 
 import numpy as np
 import torch
@@ -78,6 +80,12 @@ class DensityTrainer:
             raise ValueError(f"cpflow.compile=True: compiles the fully connected CP-Flow's "
                              f"training step only; got architecture={cfg.architecture!r} "
                              f"(set compile: false)")
+        cxx = os.environ.get("CXX", "g++")  # the compiler Inductor calls on CPU
+        if cfg.compile and cfg.model == "cpflow" and torch.device(device).type == "cpu" and \
+                shutil.which(cxx) is None:
+            raise ValueError(f"cpflow.compile=True: torch.compile on CPU needs a C++ compiler; "
+                             f"{cxx!r} ($CXX, else g++) is not on PATH (install g++, or set "
+                             f"compile: false)")
         self.cfg = cfg
         self.device = torch.device(device)
         self.dtype = DTYPES[cfg.dtype]
