@@ -76,16 +76,16 @@ class DensityTrainer:
     def __init__(self, cfg: CPFlowConfig, train: np.ndarray, seed: int,
                  device: torch.device, arrays: dict[str, np.ndarray] | None = None) -> None:
         arrays = dict(arrays or {})
-        if cfg.compile and cfg.model == "cpflow" and cfg.architecture != "fc":
-            raise ValueError(f"cpflow.compile=True: compiles the fully connected CP-Flow's "
-                             f"training step only; got architecture={cfg.architecture!r} "
-                             f"(set compile: false)")
         cxx = os.environ.get("CXX", "g++")  # the compiler Inductor calls on CPU
-        if cfg.compile and cfg.model == "cpflow" and torch.device(device).type == "cpu" and \
-                shutil.which(cxx) is None:
-            raise ValueError(f"cpflow.compile=True: torch.compile on CPU needs a C++ compiler; "
-                             f"{cxx!r} ($CXX, else g++) is not on PATH (install g++, or set "
-                             f"compile: false)")
+        if cfg.compile and cfg.model == "cpflow":
+            if cfg.architecture != "fc":
+                raise ValueError(f"cpflow.compile=True: compiles the fully connected CP-Flow's "
+                                 f"training step only; got architecture={cfg.architecture!r} "
+                                 f"(set compile: false)")
+            if torch.device(device).type == "cpu" and shutil.which(cxx) is None:
+                raise ValueError(f"cpflow.compile=True: torch.compile on CPU needs a C++ "
+                                 f"compiler; {cxx!r} ($CXX, else g++) is not on PATH (install "
+                                 f"g++, or set compile: false)")
         self.cfg = cfg
         self.device = torch.device(device)
         self.dtype = DTYPES[cfg.dtype]
@@ -113,6 +113,8 @@ class DensityTrainer:
         self.model: nn.Module = self.baseline if self.baseline is not None else self.flow
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr, betas=BETAS,
                                           weight_decay=cfg.weight_decay)
+        # fc CPFlow only (checked above); ImageCPFlow.surrogate_nll has no compiled path
+        self._surrogate_options = {"compiled": True} if cfg.compile else {}
         self.n_steps = cfg.iters
         self.step_index = 0
         self.logit_lambda = float(arrays["logit_lambda"]) if "logit_lambda" in arrays else None
@@ -171,9 +173,9 @@ class DensityTrainer:
         if self.baseline is not None:
             loss = -self.baseline().log_prob(x).mean()
         else:
-            compiled = {"compiled": True} if self.cfg.compile else {}  # fc only (__init__)
             objective, prior, logs = self.flow.surrogate_nll(x, self.generator, self.cfg.cg_tol,
-                                                             self.cfg.cg_max_iter, **compiled)
+                                                             self.cfg.cg_max_iter,
+                                                             **self._surrogate_options)
             loss = objective.mean()
             logs["prior_nll"] = prior.mean().item()
             logs["alpha"] = float(self.flow.blocks[0].alpha.detach())
